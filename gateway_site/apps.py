@@ -1,0 +1,10 @@
+"""The project package is also an app: it carries the system checks and the `runserver` override."""
+
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class GatewaySiteConfig(AppConfig):
+    name = "gateway_site"
+    verbose_name = "Gateway"

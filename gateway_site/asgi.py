@@ -1,0 +1,35 @@
+"""The ASGI entry point: access log and body limit around a ProtocolTypeRouter (http: consumers, then Django)."""
+
+from __future__ import annotations
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gateway_site.settings")
+
+# Django must be set up before any app code (consumers, models) is imported.
+django_application = get_asgi_application()
+
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
+from django.urls import re_path  # noqa: E402
+
+from gateway_site import boot  # noqa: E402
+from gateway_site.accesslog import AccessLogMiddleware  # noqa: E402
+from gateway_site.bodylimit import BodyLimitMiddleware  # noqa: E402
+from gateway_site.routing import http_consumer_routes, websocket_routes  # noqa: E402
+
+
+def build_application() -> AccessLogMiddleware:
+    router = ProtocolTypeRouter(
+        {
+            "http": URLRouter([*http_consumer_routes, re_path(r"", django_application)]),  # type: ignore[arg-type]
+            "websocket": URLRouter(websocket_routes),
+        }
+    )
+    return AccessLogMiddleware(BodyLimitMiddleware(router, settings.GATEWAY_MAX_BODY_BYTES))
+
+
+boot.start()
+application = build_application()

@@ -1,0 +1,30 @@
+"""The client IP used for rate limits and logs (DECISIONS O9, config.md §8).
+
+With PROXY_HEADER set, the first address of that header wins; otherwise (or when it is missing or empty) the TCP
+peer. Trusting the header is only safe when the gateway is reachable through the proxy alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from django.conf import settings
+
+
+def from_header_value(value: str) -> str:
+    return value.split(",", 1)[0].strip()
+
+
+def client_ip_from_scope(scope: Mapping[str, Any]) -> str:
+    """The client IP of an ASGI connection scope."""
+    header = settings.GATEWAY.proxy_header.lower().encode("latin-1")
+    if header:
+        headers: Iterable[tuple[bytes, bytes]] = scope.get("headers") or ()
+        for name, value in headers:
+            if name.lower() == header:
+                ip = from_header_value(value.decode("latin-1"))
+                if ip:
+                    return ip
+    client = scope.get("client")
+    return str(client[0]) if client else ""

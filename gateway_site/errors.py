@@ -1,0 +1,110 @@
+"""The JSON error contract: services and views raise these, `ApiErrorMiddleware` and the ASGI edges render them.
+
+Body shapes (system-and-console.md §1.1): plain `{"error": "<message>", ...extra}`, OAuth
+`{"error": "<code>", "error_description": "..."}` (an extra field), and the framework shape
+`{"error": "<reason phrase>", "code": <status>}` for unknown paths, wrong methods, oversize bodies and crashes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from http import HTTPStatus
+from typing import Any
+
+from django.http import HttpResponse
+
+JSON_CONTENT_TYPE = "application/json; charset=utf-8"
+
+
+def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> HttpResponse:
+    """A JSON response with the contract's content type (Django's JsonResponse omits the charset)."""
+    body = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    response = HttpResponse(body, status=status, content_type=JSON_CONTENT_TYPE)
+    for name, value in (headers or {}).items():
+        response[name] = value
+    return response
+
+
+class ApiError(Exception):
+    """An error with an HTTP status and a JSON body `{"error": message, **extra}`."""
+
+    status = 400
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        headers: Mapping[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if status is not None:
+            self.status = status
+        self.headers = dict(headers or {})
+        self.extra = extra
+
+    def body(self) -> dict[str, Any]:
+        return {"error": self.message, **self.extra}
+
+    def to_response(self) -> HttpResponse:
+        return json_response(self.body(), status=self.status, headers=self.headers)
+
+
+class BadRequest(ApiError):
+    status = 400
+
+
+class Unauthorized(ApiError):
+    status = 401
+
+
+class Forbidden(ApiError):
+    status = 403
+
+
+class NotFound(ApiError):
+    status = 404
+
+
+class Conflict(ApiError):
+    status = 409
+
+
+class Gone(ApiError):
+    status = 410
+
+
+class TooManyRequests(ApiError):
+    status = 429
+
+
+class FrameworkError(ApiError):
+    """The framework shape: `{"error": "<reason phrase>", "code": <status>}`."""
+
+    def __init__(self, status: int, *, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(HTTPStatus(status).phrase, status=status, headers=headers, code=status)
+
+
+def not_found() -> FrameworkError:
+    return FrameworkError(404)
+
+
+def method_not_allowed(allowed: Iterable[str]) -> FrameworkError:
+    return FrameworkError(405, headers={"Allow": ", ".join(allowed)})
+
+
+def payload_too_large() -> FrameworkError:
+    return FrameworkError(413)
+
+
+def server_error() -> FrameworkError:
+    # The upstream puts the panic text here; we never echo exception text to a client.
+    return FrameworkError(500)
+
+
+def framework_body(status: int) -> bytes:
+    """The framework-shape body as bytes, for ASGI layers that answer before Django runs."""
+    return json.dumps({"error": HTTPStatus(status).phrase, "code": status}, separators=(",", ":")).encode()

@@ -1,0 +1,58 @@
+"""System endpoints (system-and-console.md §2-3): the service index, liveness and readiness. No auth, no limits."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+
+from gateway_site.errors import json_response
+from gateway_site.views import api_view
+
+
+def rfc3339_now() -> str:
+    return datetime.now(tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@api_view("GET")
+def index(request: HttpRequest) -> HttpResponse:
+    config = settings.GATEWAY
+    return json_response(
+        {
+            "name": "OSS Commands Gateway",
+            "auth_mode": config.auth_mode,
+            "state_backend": config.state_backend,
+            "endpoints": {
+                "console": "/console",
+                "healthz": "/healthz",
+                "readyz": "/readyz",
+                "oauth": "/oauth",
+                "gateway": "/gateway/v1",
+                "webhook_ingress": "/integrations/:route_id/:route_token",
+                "integration_routes": "/gateway/v1/integrations/routes",
+            },
+        }
+    )
+
+
+@api_view("GET")
+def healthz(request: HttpRequest) -> HttpResponse:
+    config = settings.GATEWAY
+    return json_response(
+        {
+            "status": "ok",
+            "service": "oss-commands-gateway",
+            "timestamp": rfc3339_now(),
+            "auth_mode": config.auth_mode,
+            "state_backend": config.state_backend,
+        }
+    )
+
+
+@api_view("GET")
+def readyz(request: HttpRequest) -> HttpResponse:
+    # Always ready: the memory-only gateway has no external dependency to wait for.
+    return json_response(
+        {"status": "ready", "state_backend": settings.GATEWAY.state_backend, "timestamp": rfc3339_now()}
+    )

@@ -1,0 +1,38 @@
+"""Log formatting: human-readable text lines by default, one JSON object per line with LOG_FORMAT=json.
+
+Structured fields are passed as `extra={"fields": {...}}` so both formats can show them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+
+
+class GatewayFormatter(logging.Formatter):
+    def __init__(self, fmt: str = "text") -> None:
+        super().__init__()
+        self.json = fmt == "json"
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = getattr(record, "fields", None) or {}
+        when = datetime.fromtimestamp(record.created, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        message = record.getMessage()
+        if self.json:
+            data = {"time": when, "level": record.levelname.lower(), "logger": record.name, "msg": message}
+            data.update(fields)
+            if record.exc_info:
+                data["exc"] = self.formatException(record.exc_info)
+            return json.dumps(data, default=str, separators=(",", ":"))
+        parts = [when, record.levelname, record.name, message]
+        parts.extend(f"{key}={_text(value)}" for key, value in fields.items())
+        line = " ".join(parts)
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def _text(value: object) -> str:
+    text = str(value)
+    return json.dumps(text) if (" " in text or not text) else text

@@ -1,0 +1,190 @@
+"""Django settings: every knob comes from the environment contract in `gateway_site.config`.
+
+A bad value stops the process here with one line naming the variable and the rule, before anything listens.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import sys
+from pathlib import Path
+
+from gateway_site import dotenv
+from gateway_site.config import ConfigError, GatewayConfig, load_config, origin_pattern
+
+
+def _load() -> GatewayConfig:
+    try:
+        dotenv.load_process_environment()
+        return load_config(os.environ)
+    except (ConfigError, dotenv.DotenvError) as exc:
+        # One line, no traceback: this is an operator's mistake, not a crash.
+        sys.stderr.write(f"configuration error: {exc}\n")
+        sys.stderr.flush()
+        raise SystemExit(1) from None
+
+
+GATEWAY = _load()
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+# Django's own secret is derived from JWT_SIGNING_KEY, so operators manage one secret only.
+SECRET_KEY = hmac.new(GATEWAY.jwt_signing_key.encode(), b"django-secret-key", hashlib.sha256).hexdigest()
+DEBUG = GATEWAY.debug
+# Absolute URLs are always built from PUBLIC_BASE_URL, never from the Host header; restrict with ALLOWED_HOSTS.
+ALLOWED_HOSTS = list(GATEWAY.allowed_hosts)
+
+INSTALLED_APPS = [
+    # gateway_site first: its `runserver` (Daphne's, with our port default) wins over the one of `daphne`.
+    "gateway_site",
+    "daphne",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.staticfiles",
+    "corsheaders",
+    "channels",
+    "oauth2_provider",
+    "oauthapp",
+    "relay",
+    "shares",
+    "tunnels",
+    "console",
+]
+
+MIDDLEWARE = [
+    "gateway_site.middleware.GatewayCorsMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "gateway_site.middleware.ApiErrorMiddleware",
+]
+
+ROOT_URLCONF = "gateway_site.urls"
+ASGI_APPLICATION = "gateway_site.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": GATEWAY.database}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# Migrations are applied at start-up only for the in-memory database (nothing else would ever create its tables).
+GATEWAY_AUTO_MIGRATE = GATEWAY.database_in_memory
+
+# Ephemeral state lives in the `state` cache: no expiry or culling of its own, every record sets its own TTL.
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "default"},
+    "state": {
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+        "LOCATION": "state",
+        "TIMEOUT": None,
+        "OPTIONS": {"MAX_ENTRIES": 10_000_000},
+    },
+}
+
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels.layers.InMemoryChannelLayer",
+        "CONFIG": {"capacity": 1000, "expiry": 60},
+    }
+}
+
+# Request bodies: 4 MiB like the upstream framework (system-and-console.md §1.2); the ASGI body limit enforces it
+# before Django reads anything, this keeps Django's own check consistent.
+GATEWAY_MAX_BODY_BYTES = 4 * 1024 * 1024
+DATA_UPLOAD_MAX_MEMORY_SIZE = GATEWAY_MAX_BODY_BYTES
+FILE_UPLOAD_MAX_MEMORY_SIZE = GATEWAY_MAX_BODY_BYTES
+
+# The public clients treat any redirect on an API call as a failure (DECISIONS K1).
+APPEND_SLASH = False
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# CORS (config.md §7) through django-cors-headers; GatewayCorsMiddleware adds the spec's preflight details.
+CORS_ALLOW_ALL_ORIGINS = "*" in GATEWAY.allow_origins
+CORS_ALLOW_CREDENTIALS = not CORS_ALLOW_ALL_ORIGINS
+CORS_ALLOWED_ORIGINS: list[str] = []
+CORS_ALLOWED_ORIGIN_REGEXES = [origin_pattern(o) for o in GATEWAY.allow_origins if o != "*"]
+CORS_ALLOW_METHODS = ["GET", "POST", "PUT", "DELETE", "OPTIONS"]
+CORS_ALLOW_HEADERS = [
+    "Origin",
+    "Content-Type",
+    "Accept",
+    "Authorization",
+    "Cache-Control",
+    "Last-Event-ID",
+    "X-Idempotency-Key",
+]
+CORS_PREFLIGHT_MAX_AGE = 0
+
+# Security headers. Behind a TLS-terminating proxy the public base URL is https and the proxy says so.
+if GATEWAY.public_base_is_https:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_HSTS_SECONDS = 31_536_000
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+CSRF_TRUSTED_ORIGINS = [GATEWAY.public_base_url]
+CSRF_FAILURE_VIEW = "gateway_site.views.csrf_failure"
+SILENCED_SYSTEM_CHECKS = [
+    # No SECURE_SSL_REDIRECT: TLS is terminated (and http redirected) by the proxy in front; the app itself must
+    # never redirect an API call (DECISIONS K1) and the platform's health probe speaks plain http.
+    "security.W008",
+    # HSTS preload is a commitment for the whole domain that an operator makes on purpose, not a default.
+    "security.W021",
+    # Plain-http redirect URIs stay allowed: native apps receive codes on http loopback ports (RFC 8252), and both
+    # public clients depend on it (oauth.md §3.6).
+    "oauth2_provider.W008",
+]
+
+# django-oauth-toolkit: the issue/verification details are configured by the OAuth app.
+OAUTH2_PROVIDER: dict[str, object] = {
+    "PKCE_REQUIRED": True,
+    "REFRESH_TOKEN_REUSE_PROTECTION": True,
+    "COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PKCE_METHOD": True,
+    "COMPLIANT_BCP_RFC9700_ACCESS_TOKEN_TRANSPORT": True,
+    "COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS": True,
+    "COMPLIANT_BCP_RFC9700_TOKEN_STORAGE": True,
+    "COMPLIANT_BCP_RFC9700_REFRESH_TOKEN": True,
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "gateway": {"()": "gateway_site.logging.GatewayFormatter", "fmt": GATEWAY.log_format},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "gateway", "stream": "ext://sys.stderr"},
+    },
+    "root": {"handlers": ["console"], "level": "WARNING"},
+    "loggers": {
+        "gateway": {"handlers": ["console"], "level": GATEWAY.log_level, "propagate": False},
+        "django": {"handlers": ["console"], "level": "WARNING", "propagate": False},
+        # Django logs every 4xx/5xx with the full path (query strings carry codes and tokens); we log requests
+        # ourselves with redaction, and server errors through gateway.errors.
+        "django.request": {"handlers": ["console"], "level": "CRITICAL", "propagate": False},
+        "daphne": {"handlers": ["console"], "level": "WARNING", "propagate": False},
+    },
+}

@@ -1,0 +1,19 @@
+"""Shared fixtures: the in-memory test database kept alive, and clean ephemeral state for every test."""
+
+from __future__ import annotations
+
+import pytest
+from django.conf import settings
+from django.core.cache import caches
+
+from gateway_site import boot
+
+# The memdb test database disappears when its last connection closes; keep one open for the whole run.
+boot.keep_alive(settings.DATABASES["default"]["TEST"]["NAME"])
+
+
+@pytest.fixture(autouse=True)
+def _clean_state():
+    for alias in settings.CACHES:
+        caches[alias].clear()
+    yield

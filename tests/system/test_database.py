@@ -1,0 +1,55 @@
+"""The in-memory database is one database for the whole process and takes concurrent writers."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.contrib.auth.models import User
+from django.db import connection, transaction
+
+THREADS = 8
+WRITES = 50
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_writers_from_several_threads_all_succeed():
+    errors: list[BaseException] = []
+    start = threading.Barrier(THREADS)
+
+    def writer(n: int) -> None:
+        start.wait()
+        try:
+            for i in range(WRITES):
+                # A read then a write in one transaction: the read->write upgrade that deferred
+                # transactions cannot survive under contention.
+                with transaction.atomic():
+                    User.objects.count()
+                    User.objects.create(username=f"t{n}-{i}")
+                connection.close()  # as at the end of every request
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads)
+    assert errors == []
+    assert User.objects.filter(username__startswith="t").count() == THREADS * WRITES
+
+
+@pytest.mark.django_db(transaction=True)
+def test_data_survives_the_end_of_a_request_connection():
+    User.objects.create(username="kept")
+    connection.close()
+    seen = []
+    thread = threading.Thread(
+        target=lambda: (seen.append(User.objects.filter(username="kept").exists()), connection.close())
+    )
+    thread.start()
+    thread.join(timeout=30)
+    assert seen == [True]

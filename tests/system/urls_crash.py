@@ -1,0 +1,33 @@
+"""The real URL configuration plus views that fail, to exercise the error rendering."""
+
+from __future__ import annotations
+
+from django.core.exceptions import RequestDataTooBig
+from django.urls import path
+
+from gateway_site import urls
+from gateway_site.errors import Conflict
+from gateway_site.views import api_view
+
+
+@api_view("GET")
+def crash(request):
+    raise RuntimeError("secret internal detail")
+
+
+@api_view("GET")
+def conflict(request):
+    raise Conflict("handshake already acknowledged", handshake_id="hs_1")
+
+
+@api_view("POST")
+def too_big(request):
+    raise RequestDataTooBig("too big")
+
+
+urlpatterns = [
+    path("gateway/v1/test-crash", crash),
+    path("gateway/v1/test-conflict", conflict),
+    path("gateway/v1/test-too-big", too_big),
+    *urls.urlpatterns,
+]
