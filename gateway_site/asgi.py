@@ -17,6 +17,7 @@ from django.urls import re_path  # noqa: E402
 
 from gateway_site import boot  # noqa: E402
 from gateway_site.accesslog import AccessLogMiddleware  # noqa: E402
+from gateway_site.auth import WebSocketBearerMiddleware  # noqa: E402
 from gateway_site.bodylimit import BodyLimitMiddleware  # noqa: E402
 from gateway_site.routing import http_consumer_routes, websocket_routes  # noqa: E402
 
@@ -25,7 +26,7 @@ def build_application() -> AccessLogMiddleware:
     router = ProtocolTypeRouter(
         {
             "http": URLRouter([*http_consumer_routes, re_path(r"", django_application)]),  # type: ignore[arg-type]
-            "websocket": URLRouter(websocket_routes),
+            "websocket": WebSocketBearerMiddleware(URLRouter(websocket_routes)),
         }
     )
     return AccessLogMiddleware(BodyLimitMiddleware(router, settings.GATEWAY_MAX_BODY_BYTES))

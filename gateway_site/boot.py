@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import sys
 import threading
 
 from django.conf import settings
@@ -38,6 +39,18 @@ def _migrate() -> None:
         connection.close()
 
 
+def _init_identity_verifier() -> None:
+    """config.md §1 step 5: an identity provider that cannot be set up stops the process with one line."""
+    from oauthapp.verifiers import ProviderInitError, init_verifier
+
+    try:
+        init_verifier()
+    except ProviderInitError as exc:
+        sys.stderr.write(f"startup failed: {exc}\n")
+        sys.stderr.flush()
+        raise SystemExit(1) from None
+
+
 def start() -> None:
     """Run once per process before serving: the database keeper and migrations, then the start-up log."""
     global _booted
@@ -61,6 +74,7 @@ def start() -> None:
         worker.join()
         if errors:
             raise errors[0]
+    _init_identity_verifier()
     logger.info(
         "gateway startup",
         extra={

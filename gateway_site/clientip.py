@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from django.conf import settings
+from django.http import HttpRequest
 
 
 def from_header_value(value: str) -> str:
@@ -28,3 +29,16 @@ def client_ip_from_scope(scope: Mapping[str, Any]) -> str:
                     return ip
     client = scope.get("client")
     return str(client[0]) if client else ""
+
+
+def client_ip_from_request(request: HttpRequest) -> str:
+    """The client IP of a Django request (ASGI in production, WSGI under the test client)."""
+    scope = getattr(request, "scope", None)
+    if scope is not None:
+        return client_ip_from_scope(scope)
+    header = settings.GATEWAY.proxy_header
+    if header:
+        ip = from_header_value(request.headers.get(header, ""))
+        if ip:
+            return ip
+    return str(request.META.get("REMOTE_ADDR", ""))

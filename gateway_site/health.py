@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+from django.utils.module_loading import import_string
 
 from gateway_site.errors import json_response
 from gateway_site.views import api_view
@@ -56,3 +57,20 @@ def readyz(request: HttpRequest) -> HttpResponse:
     return json_response(
         {"status": "ready", "state_backend": settings.GATEWAY.state_backend, "timestamp": rfc3339_now()}
     )
+
+
+# Counters of /gateway/v1/health, in the contract's order. Each app that owns one of these registers a provider in
+# settings.GATEWAY_HEALTH_PROVIDERS: a callable taking the principal and returning some of these keys.
+HEALTH_COUNTERS = ("devices", "grants", "sessions", "agents", "routes", "tunnels", "inflight", "event_backlogs")
+
+
+@api_view("GET")
+def gateway_health(request: HttpRequest) -> HttpResponse:
+    """`GET /gateway/v1/health` (system-and-console.md §4): optional auth; counters only for a signed-in caller."""
+    principal = getattr(request, "principal", None)
+    if principal is None:
+        return json_response({"status": "ok"})
+    counts = dict.fromkeys(HEALTH_COUNTERS, 0)
+    for dotted in settings.GATEWAY_HEALTH_PROVIDERS:
+        counts.update(import_string(dotted)(principal))
+    return json_response({"status": "ok", "state_backend": settings.GATEWAY.state_backend, **counts})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from corsheaders.middleware import CorsMiddleware
-from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from django.utils.cache import patch_vary_headers
@@ -83,5 +83,8 @@ def render_exception(exception: BaseException) -> HttpResponse:
         return payload_too_large().to_response()
     if isinstance(exception, PermissionDenied):
         return FrameworkError(403).to_response()
+    if isinstance(exception, SuspiciousOperation):
+        # Malformed input Django refuses to parse (too many fields, bad multipart, ...): the client's fault.
+        return FrameworkError(400).to_response()
     logger.error("unhandled exception", exc_info=exception)
     return server_error().to_response()

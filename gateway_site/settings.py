@@ -57,6 +57,7 @@ MIDDLEWARE = [
     "gateway_site.middleware.GatewayCorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "gateway_site.auth.BearerAuthMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "gateway_site.middleware.ApiErrorMiddleware",
@@ -81,6 +82,7 @@ TEMPLATES = [
 
 DATABASES = {"default": GATEWAY.database}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_USER_MODEL = "oauthapp.User"
 # Migrations are applied at start-up only for the in-memory database (nothing else would ever create its tables).
 GATEWAY_AUTO_MIGRATE = GATEWAY.database_in_memory
 
@@ -155,6 +157,12 @@ SILENCED_SYSTEM_CHECKS = [
     # public clients depend on it (oauth.md §3.6).
     "oauth2_provider.W008",
 ]
+
+# Providers of the per-caller and node-wide counters of GET /gateway/v1/health (gateway_site.health).
+GATEWAY_HEALTH_PROVIDERS: list[str] = []
+
+# Where Firebase publishes the keys that sign its ID tokens (a setting so tests can serve their own).
+GATEWAY_FIREBASE_JWKS_URL = "https://www.googleapis.com/service_accounts/v1/jwk/securetoken@system.gserviceaccount.com"
 
 # django-oauth-toolkit: the issue/verification details are configured by the OAuth app.
 OAUTH2_PROVIDER: dict[str, object] = {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from django.conf import settings
 from django.core.cache import caches
@@ -17,3 +19,14 @@ def _clean_state():
     for alias in settings.CACHES:
         caches[alias].clear()
     yield
+
+
+@pytest.fixture
+def configure(settings):
+    """Change configuration values for one test: `configure(auth_mode="oidc", ...)` (GatewayConfig field names)."""
+
+    def apply(**changes):
+        settings.GATEWAY = dataclasses.replace(settings.GATEWAY, **changes)
+        return settings.GATEWAY
+
+    return apply

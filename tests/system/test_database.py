@@ -5,8 +5,9 @@ from __future__ import annotations
 import threading
 
 import pytest
-from django.contrib.auth.models import User
 from django.db import connection, transaction
+
+from oauthapp.models import User
 
 THREADS = 8
 WRITES = 50
@@ -25,7 +26,7 @@ def test_concurrent_writers_from_several_threads_all_succeed():
                 # transactions cannot survive under contention.
                 with transaction.atomic():
                     User.objects.count()
-                    User.objects.create(username=f"t{n}-{i}")
+                    User.objects.create(uid=f"t{n}-{i}")
                 connection.close()  # as at the end of every request
         except BaseException as exc:
             errors.append(exc)
@@ -39,16 +40,16 @@ def test_concurrent_writers_from_several_threads_all_succeed():
         thread.join(timeout=120)
     assert not any(thread.is_alive() for thread in threads)
     assert errors == []
-    assert User.objects.filter(username__startswith="t").count() == THREADS * WRITES
+    assert User.objects.filter(uid__startswith="t").count() == THREADS * WRITES
 
 
 @pytest.mark.django_db(transaction=True)
 def test_data_survives_the_end_of_a_request_connection():
-    User.objects.create(username="kept")
+    User.objects.create(uid="kept")
     connection.close()
     seen = []
     thread = threading.Thread(
-        target=lambda: (seen.append(User.objects.filter(username="kept").exists()), connection.close())
+        target=lambda: (seen.append(User.objects.filter(uid="kept").exists()), connection.close())
     )
     thread.start()
     thread.join(timeout=30)

@@ -7,6 +7,7 @@ import pytest
 
 from gateway_site.asgi import application
 from gateway_site.bodylimit import BodyLimitMiddleware
+from oauthapp.tokens import Identity, issue_access_token
 
 MAX = 4 * 1024 * 1024
 
@@ -15,7 +16,8 @@ MAX = 4 * 1024 * 1024
     "path", ["/gateway/v1/nope", "/oauth/nope", "/integrations", "/nope", "/gateway/v1/devices/", "/healthz/"]
 )
 def test_unknown_paths_get_the_framework_404_without_redirect(client, path):
-    response = client.get(path)
+    token = issue_access_token(Identity("u-1"), "profile")[0]
+    response = client.get(path, HTTP_AUTHORIZATION=f"Bearer {token}")
     assert response.status_code == 404
     assert response["Content-Type"] == "application/json; charset=utf-8"
     assert response.json() == {"error": "Not Found", "code": 404}
@@ -30,7 +32,7 @@ def test_wrong_method_gets_405_with_allow(client):
 
 @pytest.mark.urls("tests.system.urls_crash")
 def test_uncaught_exception_is_a_json_500_without_its_text(client, caplog):
-    response = client.get("/gateway/v1/test-crash")
+    response = client.get("/test-crash")
     assert response.status_code == 500
     assert response.json() == {"error": "Internal Server Error", "code": 500}
     assert "secret internal detail" not in response.content.decode()
@@ -39,14 +41,14 @@ def test_uncaught_exception_is_a_json_500_without_its_text(client, caplog):
 
 @pytest.mark.urls("tests.system.urls_crash")
 def test_raised_api_errors_render_with_extra_fields(client):
-    response = client.get("/gateway/v1/test-conflict")
+    response = client.get("/test-conflict")
     assert response.status_code == 409
     assert response.json() == {"error": "handshake already acknowledged", "handshake_id": "hs_1"}
 
 
 @pytest.mark.urls("tests.system.urls_crash")
 def test_django_body_limit_renders_413(client):
-    response = client.post("/gateway/v1/test-too-big", data=b"{}", content_type="application/json")
+    response = client.post("/test-too-big", data=b"{}", content_type="application/json")
     assert response.status_code == 413
     assert response.json() == {"error": "Request Entity Too Large", "code": 413}
 

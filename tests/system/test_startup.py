@@ -74,3 +74,8 @@ def test_daphne_serves_healthz_over_a_socket():
     assert startup["auth_mode"] == "demo" and startup["public_base_url"] == "http://localhost:8080"
     assert any(line["msg"] == "AUTH_MODE=demo is non-production" for line in lines)
     assert any(line["msg"] == "request" and line["path"] == "/healthz" and line["status"] == 200 for line in lines)
+
+
+def test_models_and_migrations_agree():
+    result = run_manage("makemigrations", "--check", "--dry-run", env=clean_env())
+    assert result.returncode == 0, result.stdout + result.stderr

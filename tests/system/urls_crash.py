@@ -26,8 +26,8 @@ def too_big(request):
 
 
 urlpatterns = [
-    path("gateway/v1/test-crash", crash),
-    path("gateway/v1/test-conflict", conflict),
-    path("gateway/v1/test-too-big", too_big),
+    path("test-crash", crash),
+    path("test-conflict", conflict),
+    path("test-too-big", too_big),
     *urls.urlpatterns,
 ]

@@ -1,0 +1,147 @@
+"""The EdDSA access token (oauth.md §8): key derivation vectors, JWKS, claims, and stateless validation."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from gateway_site.auth import authenticate
+from gateway_site.errors import Unauthorized
+from oauthapp.tokens import Identity, InvalidToken, derive_signing_key, issue_access_token, verify_access_token
+from tests.oauth_helpers import jwt_header, jwt_payload
+
+ISS = "http://localhost:8080"
+AUD = "commands-gateway"
+
+
+def test_spec_key_derivation_vector_for_the_test_key():
+    key = derive_signing_key("test-signing-secret-at-least-32-bytes-long")
+    assert key.jwk() == {
+        "kty": "OKP",
+        "crv": "Ed25519",
+        "x": "GhgHsC2tcAi5HxXW87DyTvk1uD6wXhfCFqjF35Ds9DA",
+        "use": "sig",
+        "alg": "EdDSA",
+        "kid": "9XCAWyRUzcM",
+    }
+
+
+def test_pinned_key_derivation_vector():
+    key = derive_signing_key("  pinned-test-secret-for-stability-check  ")
+    assert key.jwk()["x"] == "KUN3ntkihB9TYDA1G8QHbjOMw-44rWFpD5V4Wb6jQFA"
+    assert key.kid == "NZaQ7hPof18"
+
+
+@pytest.mark.parametrize("path", ["/.well-known/jwks.json", "/oauth/.well-known/jwks.json"])
+def test_jwks_publishes_the_one_key(client, path):
+    response = client.get(path)
+    assert response.status_code == 200
+    assert response.json() == {"keys": [derive_signing_key("test-signing-secret-at-least-32-bytes-long").jwk()]}
+
+
+def test_issued_token_has_the_contract_header_and_claims():
+    token, expires_in = issue_access_token(
+        Identity("demo-3025bc58f9e54175", "alice@example.com", "Alice"), "profile email", now=1767225600
+    )
+    assert expires_in == 3600
+    assert jwt_header(token) == {"alg": "EdDSA", "kid": "9XCAWyRUzcM", "typ": "JWT"}
+    assert jwt_payload(token) == {
+        "email": "alice@example.com",
+        "name": "Alice",
+        "scope": "profile email",
+        "auth_mode": "demo",
+        "iss": ISS,
+        "sub": "demo-3025bc58f9e54175",
+        "aud": [AUD],
+        "exp": 1767229200,
+        "nbf": 1767225600,
+        "iat": 1767225600,
+    }
+
+
+def test_empty_email_name_and_scope_are_omitted():
+    token, _ = issue_access_token(Identity("client:bot"), "")
+    claims = jwt_payload(token)
+    assert "email" not in claims and "name" not in claims and "scope" not in claims and "jti" not in claims
+
+
+def test_demo_tokens_use_the_demo_ttl(configure):
+    configure(demo_token_ttl_seconds=120, access_token_ttl_seconds=999)
+    token, expires_in = issue_access_token(Identity("u"), "profile")
+    assert expires_in == 120 and jwt_payload(token)["exp"] - jwt_payload(token)["iat"] == 120
+    configure(auth_mode="oidc")
+    assert issue_access_token(Identity("u"), "profile")[1] == 999
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def upstream_style_token(claims: dict, secret: str = "test-signing-secret-at-least-32-bytes-long") -> str:
+    """A token built by hand the way the upstream gateway builds it (not through our issuer)."""
+    private = derive_signing_key(secret).private
+    header = {"alg": "EdDSA", "kid": derive_signing_key(secret).kid, "typ": "JWT"}
+    signing_input = b64(json.dumps(header).encode()) + "." + b64(json.dumps(claims).encode())
+    return signing_input + "." + b64(private.sign(signing_input.encode()))
+
+
+def claims(**overrides):
+    now = int(time.time())
+    base = {"sub": "demo-3025bc58f9e54175", "iss": ISS, "aud": [AUD], "exp": now + 600, "nbf": now, "iat": now}
+    base.update(overrides)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+def test_a_token_minted_upstream_with_the_same_key_validates():
+    token = upstream_style_token(claims(email="alice@example.com", name="Alice", scope="profile email device"))
+    principal = authenticate(f"Bearer {token}")
+    assert principal.uid == "demo-3025bc58f9e54175"
+    assert principal.email == "alice@example.com" and principal.name == "Alice"
+    assert principal.scopes == ("profile", "email", "device")
+
+
+def test_audience_may_be_a_string():
+    assert verify_access_token(upstream_style_token(claims(aud=AUD)))["sub"]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        pytest.param(claims(iss="http://evil"), id="wrong-iss"),
+        pytest.param(claims(aud=["other"]), id="wrong-aud"),
+        pytest.param(claims(exp=int(time.time()) - 1), id="expired"),
+        pytest.param(claims(nbf=int(time.time()) + 60), id="nbf-in-future"),
+        pytest.param(claims(sub="   "), id="blank-sub"),
+        pytest.param(claims(sub=None), id="no-sub"),
+        pytest.param(claims(exp=None), id="no-exp"),
+    ],
+)
+def test_invalid_claims_are_rejected(bad):
+    with pytest.raises(InvalidToken):
+        verify_access_token(upstream_style_token(bad))
+
+
+def test_wrong_key_is_rejected():
+    with pytest.raises(InvalidToken):
+        verify_access_token(upstream_style_token(claims(), secret="another-signing-secret-of-32-bytes-or-more"))
+
+
+def test_other_algorithms_are_rejected():
+    public = derive_signing_key("test-signing-secret-at-least-32-bytes-long").public_raw
+    hs = jwt.encode(claims(), public, algorithm="HS256")
+    other_ed = jwt.encode(claims(), Ed25519PrivateKey.generate(), algorithm="EdDSA")
+    unsigned = b64(b'{"alg":"none"}') + "." + b64(json.dumps(claims()).encode()) + "."
+    for token in (hs, other_ed, unsigned, "not.a.jwt", "", "a" * 5000):
+        with pytest.raises(InvalidToken):
+            verify_access_token(token)
+
+
+def test_rejected_token_text_is_the_decided_one():
+    with pytest.raises(Unauthorized) as caught:
+        authenticate("Bearer " + upstream_style_token(claims(iss="http://evil")))
+    assert caught.value.body() == {"error": "invalid access token: invalid jwt token"}
