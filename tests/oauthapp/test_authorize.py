@@ -299,3 +299,22 @@ def test_refused_redirects(uri):
 def test_head_is_answered_like_get_without_a_body(client):
     response = client.head("/oauth/authorize", authorize_params())
     assert response.status_code == 200 and response.content == b""
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "redirect_uri=%ff%fe&code_challenge=" + CHALLENGE + "&code_challenge_method=S256",
+        "redirect_uri=" + CALLBACK + "&code_challenge=" + "a" * 100_000 + "&code_challenge_method=S256",
+        "redirect_uri=" + CALLBACK + "&redirect_uri=https://evil.example&code_challenge=" + CHALLENGE,
+    ],
+)
+def test_bad_authorize_input_gets_a_json_400(client, query):
+    response = client.get(f"/oauth/authorize?{query}&demo_email=a@b.c")
+    assert response.status_code == 400
+    assert "error" in response.json()
+
+
+def test_huge_state_is_echoed(client):
+    response = post(client, state="s" * 10_000, response_mode="json")
+    assert response.status_code == 200 and response.json()["state"] == "s" * 10_000

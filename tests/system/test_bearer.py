@@ -153,3 +153,11 @@ async def test_refusal_closes_before_accept_elsewhere():
     consumer = _Consumer({"extensions": None})
     await refuse_websocket(consumer, Forbidden("nope"))
     assert consumer.closed and consumer.sent == []
+
+
+@pytest.mark.django_db
+def test_bearer_verification_touches_no_database(client, django_assert_num_queries):
+    header = f"Bearer {token()}"
+    with django_assert_num_queries(0):
+        assert client.get("/gateway/v1/health", HTTP_AUTHORIZATION=header).status_code == 200
+        assert client.get("/gateway/v1/no-such-route", HTTP_AUTHORIZATION=header).status_code == 404
