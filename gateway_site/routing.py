@@ -1,11 +1,27 @@
 """Channels routes: SSE consumers served ahead of Django in the `http` branch, and the WebSocket consumers.
 
-The apps append their consumers here as they are built.
+Streams answer GET only; any other method on their paths falls through to Django (CORS preflight, 405).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-http_consumer_routes: list[Any] = []
-websocket_routes: list[Any] = []
+from relay.routing import stream_urlpatterns as relay_streams
+from relay.routing import websocket_urlpatterns as relay_websockets
+
+http_consumer_routes: list[Any] = [*relay_streams]
+websocket_routes: list[Any] = [*relay_websockets]
+
+
+class GetOnly:
+    """Send GET (and HEAD) requests to `stream`, everything else to `fallback`."""
+
+    def __init__(self, stream: Any, fallback: Any) -> None:
+        self.stream = stream
+        self.fallback = fallback
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        if scope.get("method") == "GET":
+            return await self.stream(scope, receive, send)
+        return await self.fallback(scope, receive, send)

@@ -30,3 +30,17 @@ def configure(settings):
         return settings.GATEWAY
 
     return apply
+
+
+@pytest.fixture(autouse=True)
+def _clean_relay():
+    """No live agent sockets or channel-layer leftovers carry over between tests."""
+    from channels.layers import channel_layers
+
+    from relay.registry import agents
+
+    agents._by_device.clear()
+    for layer in channel_layers.backends.values():
+        layer.channels.clear()
+        layer.groups.clear()
+    yield

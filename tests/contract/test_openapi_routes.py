@@ -25,7 +25,12 @@ OPERATIONS = [
     (path, method)
     for path, item in SPEC["paths"].items()
     for method in METHODS
-    if method in item and not item[method].get("x-websocket")
+    if method in item and not item[method].get("x-websocket") and not item[method].get("x-stream")
+]
+CONSUMER_OPERATIONS = [
+    (path, "websocket" if item["get"].get("x-websocket") else "http")
+    for path, item in SPEC["paths"].items()
+    if "get" in item and (item["get"].get("x-websocket") or item["get"].get("x-stream"))
 ]
 
 
@@ -47,3 +52,14 @@ def test_every_documented_method_is_accepted(client, path, method):
     assert response.status_code != 405, f"{method.upper()} {path} answers 405"
     if response.status_code == 404 and response.get("Content-Type", "").startswith("application/json"):
         assert response.json() != FRAMEWORK_404, f"{method.upper()} {path} is not routed"
+
+
+@pytest.mark.parametrize(("path", "protocol"), CONSUMER_OPERATIONS)
+def test_every_documented_stream_and_socket_has_a_consumer(path, protocol):
+    from django.urls import URLResolver
+
+    from gateway_site.routing import http_consumer_routes, websocket_routes
+
+    routes = websocket_routes if protocol == "websocket" else http_consumer_routes
+    target = concrete(path).lstrip("/")
+    assert any(not isinstance(r, URLResolver) and r.pattern.match(target) for r in routes), path

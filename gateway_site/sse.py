@@ -1,0 +1,103 @@
+"""Server-Sent Events over Channels: a base `AsyncHttpConsumer` that stays open after `handle()`.
+
+channels 4.3 ends the response as soon as `handle()` returns (PLATFORM-NOTES §3), so `http_request` is overridden
+to start the stream and return, leaving the consumer alive for channel-layer events and `http.disconnect`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+from channels.exceptions import StopConsumer
+from channels.generic.http import AsyncHttpConsumer
+
+from gateway_site.errors import ApiError
+
+logger = logging.getLogger("gateway.sse")
+
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-cache"),
+    (b"connection", b"keep-alive"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+def event_bytes(event: str, data: Any, event_id: str | None = None) -> bytes:
+    """One SSE event; `data` is JSON-encoded unless it already is a string."""
+    text = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    lines = []
+    if event_id is not None:
+        lines.append(f"id: {event_id}")
+    lines.append(f"event: {event}")
+    lines.extend(f"data: {line}" for line in text.split("\n"))
+    return ("\n".join(lines) + "\n\n").encode("utf-8")
+
+
+def comment_bytes(text: str) -> bytes:
+    return f":{text}\n\n".encode()
+
+
+class SseConsumer(AsyncHttpConsumer):
+    """Subclasses implement `open_stream()` (authenticate, send the first bytes, join groups) and may add tasks."""
+
+    streaming = False
+
+    async def http_request(self, message: dict[str, Any]) -> None:
+        if message.get("more_body"):
+            return
+        try:
+            await self.open_stream()
+        except ApiError as exc:
+            await self._send_error(exc)
+            await self._finish()
+
+    async def open_stream(self) -> None:
+        raise NotImplementedError
+
+    async def _send_error(self, exc: ApiError) -> None:
+        response = exc.to_response()
+        headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.items()]
+        await self.send_response(exc.status, response.content, headers=headers)
+
+    async def start_stream(self) -> None:
+        await self.send_headers(status=200, headers=SSE_HEADERS)
+        self.streaming = True
+
+    async def write(self, data: bytes) -> None:
+        await self.send_body(data, more_body=True)
+
+    async def end_stream(self, last: bytes = b"") -> None:
+        """End the response from the server side and stop the consumer."""
+        if self.streaming:
+            self.streaming = False
+            await self.send_body(last, more_body=False)
+        await self._finish()
+
+    async def _finish(self) -> None:
+        await self.disconnect()
+        raise StopConsumer()
+
+    async def disconnect(self) -> None:
+        for task in getattr(self, "_tasks", []):
+            task.cancel()
+        await self.leave_groups()
+
+    async def leave_groups(self) -> None:
+        for group in getattr(self, "_groups", []):
+            with contextlib.suppress(Exception):
+                await self.channel_layer.group_discard(group, self.channel_name)
+        self._groups: list[str] = []
+
+    async def join_group(self, group: str) -> None:
+        await self.channel_layer.group_add(group, self.channel_name)
+        self._groups = [*getattr(self, "_groups", []), group]
+
+    def start_task(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self._tasks = [*getattr(self, "_tasks", []), task]
+        return task

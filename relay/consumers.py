@@ -1,0 +1,245 @@
+"""Long-lived relay connections: the agent WebSocket and the device events stream."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from typing import Any
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from gateway_site.auth import Principal, check_scopes, principal_from_scope, refuse_websocket
+from gateway_site.errors import ApiError
+from gateway_site.sse import SseConsumer, comment_bytes, event_bytes
+from relay import delivery, frames, services
+from relay.groups import device_group, user_group
+from relay.registry import agents, next_connection_id
+from relay.stores import PRESENCE_RENEW_SECONDS, presence
+from relay.transport import rfc3339
+
+logger = logging.getLogger("gateway.relay")
+
+READ_DEADLINE_SECONDS = 60
+MAX_FRAME_BYTES = 1024 * 1024
+CLOSE_REPLACED = (1000, "replaced_by_new_connection")
+
+
+def _header(scope: dict[str, Any], name: bytes) -> str | None:
+    for key, value in scope.get("headers") or ():
+        if key.lower() == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+def _query_param(scope: dict[str, Any], name: str) -> str | None:
+    values = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True).get(name)
+    return values[0] if values else None
+
+
+class AgentConsumer(AsyncWebsocketConsumer):
+    """`/gateway/v1/agent/connect` (relay.md §5): one socket per device; the newest replaces older ones."""
+
+    device_id = ""
+    owner_uid = ""
+    connection_id = ""
+    registered = False
+
+    async def connect(self) -> None:
+        try:
+            principal = self._principal()
+            check_scopes(principal, "device")  # DECISIONS O2
+            admission = await database_sync_to_async(services.agent_admit)(
+                principal=principal,
+                device_id=_query_param(self.scope, "device_id"),
+                x_device_id=_header(self.scope, b"x-device-id"),
+            )
+        except ApiError as exc:
+            logger.info("agent socket refused", extra={"fields": {"status": exc.status, "error": exc.message}})
+            await refuse_websocket(self, exc)
+            return
+        self.device_id = admission.device_id
+        self.owner_uid = admission.owner_uid
+        self.connection_id = next_connection_id("agt")
+        self.last_activity = time.monotonic()
+        self.t_seq = 0
+        self._send_lock = asyncio.Lock()
+        await self.accept()
+        previous = agents.register(self)
+        self.registered = True
+        if previous is not None:
+            await previous.close_replaced()
+        await self.channel_layer.group_add(device_group(self.device_id), self.channel_name)
+        presence.mark_online(self.device_id, self.connection_id, settings.GATEWAY.node_id)
+        logger.info(
+            "agent connected", extra={"fields": {"device_id": self.device_id, "connection": self.connection_id}}
+        )
+        now = time.time()
+        config = settings.GATEWAY
+        sent = await self.send_frame(frames.gateway_connected(self.device_id, now)) and await self.send_frame(
+            frames.transport_init(
+                secret=config.transport_token_secret,
+                device_id=self.device_id,
+                connection_id=self.connection_id,
+                ttl=config.transport_token_ttl_seconds,
+                now=now,
+            )
+        )
+        if not sent:
+            await self.close()
+            return
+        self._tasks = [asyncio.ensure_future(self._watchdog()), asyncio.ensure_future(self._renew_presence())]
+        await delivery.notify_users([self.owner_uid], device_id=self.device_id, reason="online")
+
+    def _principal(self) -> Principal:
+        error = self.scope.get("auth_error")
+        if error is not None:
+            raise error
+        principal = self.scope.get("principal")
+        return principal if principal is not None else principal_from_scope(self.scope)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        self.last_activity = time.monotonic()
+        raw = text_data if text_data is not None else (bytes_data or b"").decode("utf-8", "replace")
+        if len(raw) > MAX_FRAME_BYTES:
+            await self.close(code=1009)
+            return
+        try:
+            frame = json.loads(raw)
+        except ValueError:
+            frame = None
+        if not isinstance(frame, dict):
+            await self.send_frame({"type": "agent.error", "error": "invalid_json"})
+            return
+        for reply in await self._handle(frame):
+            await self.send_frame(reply)
+
+    async def _handle(self, frame: dict[str, Any]) -> list[dict[str, Any]]:
+        kind = frames.frame_type(frame)
+        if kind in frames.EXEMPT_TYPES:
+            if kind == "ping":
+                return [frames.heartbeat(self.device_id, time.time())]
+            return []
+        if kind == "agent.error" and not frames.session_id_of(frame):
+            # The public agent answers frames it does not know (gateway.connected, transport.init) this way.
+            logger.debug("agent.error from agent", extra={"fields": {"device_id": self.device_id}})
+            return []
+        try:
+            self.t_seq = frames.check_transport(
+                frame,
+                secret=settings.GATEWAY.transport_token_secret,
+                mode=settings.GATEWAY.transport_token_mode,
+                device_id=self.device_id,
+                connection_id=self.connection_id,
+                last_t_seq=self.t_seq,
+                now=time.time(),
+            )
+        except frames.TransportError as exc:
+            logger.info("agent frame dropped", extra={"fields": {"device_id": self.device_id, "violation": str(exc)}})
+            return []
+        return await frames.dispatch_session_frame(self.device_id, frames.strip_transport(frame))
+
+    async def send_frame(self, frame: dict[str, Any]) -> bool:
+        """Write one JSON frame; False if the socket is gone or the write fails (the socket is then dropped)."""
+        try:
+            async with self._send_lock:
+                await asyncio.wait_for(self.send(text_data=json.dumps(frame, separators=(",", ":"))), timeout=10)
+        except Exception:  # any write failure drops the socket (relay.md §5.2)
+            logger.info("agent write failed", extra={"fields": {"device_id": self.device_id}})
+            await self._drop()
+            return False
+        return True
+
+    async def close_replaced(self) -> None:
+        code, reason = CLOSE_REPLACED
+        await self._unregister(mark_offline=False)
+        with contextlib.suppress(Exception):
+            await self.close(code=code, reason=reason)
+
+    async def close_deleted(self) -> None:
+        await self._unregister(mark_offline=True)
+        with contextlib.suppress(Exception):
+            await self.close(code=1000, reason="device_deleted")
+
+    async def _drop(self) -> None:
+        await self._unregister(mark_offline=True)
+        with contextlib.suppress(Exception):
+            await self.close()
+
+    async def _watchdog(self) -> None:
+        """The read deadline: 60 s without any inbound message closes the socket."""
+        while True:
+            remaining = READ_DEADLINE_SECONDS - (time.monotonic() - self.last_activity)
+            if remaining <= 0:
+                logger.info("agent read deadline", extra={"fields": {"device_id": self.device_id}})
+                await self._drop()
+                return
+            await asyncio.sleep(remaining)
+
+    async def _renew_presence(self) -> None:
+        while True:
+            await asyncio.sleep(PRESENCE_RENEW_SECONDS)
+            if not presence.renew(self.device_id, self.connection_id):
+                return
+
+    async def _unregister(self, *, mark_offline: bool) -> None:
+        if not self.registered:
+            return
+        self.registered = False
+        for task in getattr(self, "_tasks", []):
+            if task is not asyncio.current_task():
+                task.cancel()
+        agents.unregister(self)
+        with contextlib.suppress(Exception):
+            await self.channel_layer.group_discard(device_group(self.device_id), self.channel_name)
+        if mark_offline and presence.mark_offline(self.device_id, self.connection_id):
+            logger.info("agent offline", extra={"fields": {"device_id": self.device_id}})
+            await delivery.notify_users([self.owner_uid], device_id=self.device_id, reason="offline")
+
+    async def disconnect(self, code: int) -> None:
+        await self._unregister(mark_offline=True)
+
+
+class DeviceEventsConsumer(SseConsumer):
+    """`GET /gateway/v1/devices/events` (devices-and-shares.md §7): snapshot, then changes at every wake."""
+
+    async def open_stream(self) -> None:
+        self.principal = principal_from_scope(self.scope)
+        self.sent: dict[str, str] = {}
+        self.wake_lock = asyncio.Lock()
+        await self.join_group(user_group(self.principal.uid))
+        await self.start_stream()
+        await self.write(comment_bytes("connected"))
+        await self._wake(initial=True)
+        self.start_task(self._ticker())
+
+    async def relay_devices_changed(self, message: dict[str, Any]) -> None:
+        await self._wake()
+
+    async def _ticker(self) -> None:
+        interval = settings.GATEWAY_DEVICE_EVENTS_WAKE_SECONDS
+        while True:
+            await asyncio.sleep(interval)
+            await self._wake()
+
+    async def _wake(self, *, initial: bool = False) -> None:
+        async with self.wake_lock:
+            if not self.streaming:
+                return
+            chunks = [] if initial else [comment_bytes("heartbeat")]
+            statuses = await database_sync_to_async(services.device_statuses)(principal=self.principal)
+            for device_id, (status, at) in statuses.items():
+                if self.sent.get(device_id) != status:
+                    chunks.append(event_bytes("device.status", {"at": at, "deviceId": device_id, "status": status}))
+                    self.sent[device_id] = status
+            for device_id in [d for d in self.sent if d not in statuses]:
+                del self.sent[device_id]
+                now = rfc3339(time.time())
+                chunks.append(event_bytes("device.status", {"at": now, "deviceId": device_id, "status": "offline"}))
+            if chunks:
+                await self.write(b"".join(chunks))

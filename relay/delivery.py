@@ -1,0 +1,41 @@
+"""The delivery seam: frames to agent sockets and notifications to stream subscribers.
+
+A receiver in this process is reached directly (relay.registry); the channel layer carries only what must cross
+processes or reach many streams.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from channels.layers import get_channel_layer
+
+from relay.groups import user_group
+from relay.registry import agents
+
+
+async def send_to_device(device_id: str, frame: dict[str, Any]) -> bool:
+    """Write one frame to the device's agent socket; False when there is none or the write failed."""
+    socket = agents.get(device_id)
+    if socket is None:
+        return False
+    return await socket.send_frame(frame)
+
+
+async def notify_users(uids: Iterable[str], *, device_id: str, reason: str) -> None:
+    """Wake the device-event streams of `uids` (their visible devices or statuses changed)."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    for uid in set(uids):
+        await layer.group_send(
+            user_group(uid), {"type": "relay.devices_changed", "device_id": device_id, "reason": reason}
+        )
+
+
+async def close_device(device_id: str) -> None:
+    """Close the device's agent socket in this process (its device was deleted)."""
+    socket = agents.get(device_id)
+    if socket is not None:
+        await socket.close_deleted()

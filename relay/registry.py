@@ -1,0 +1,60 @@
+"""The live agent sockets of this process (the one allowed in-process registry: it exists only to deliver frames).
+
+Delivery to an agent must learn synchronously whether the write succeeded (relay.md §5.2), which a channel-layer
+broadcast cannot tell; so a sender in this process awaits the socket object found here.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, Protocol
+
+
+class AgentSocket(Protocol):
+    device_id: str
+    owner_uid: str
+    connection_id: str
+
+    async def send_frame(self, frame: dict[str, Any]) -> bool: ...
+
+    async def close_replaced(self) -> None: ...
+
+    async def close_deleted(self) -> None: ...
+
+
+_connection_ids = itertools.count(1)
+
+
+def next_connection_id(prefix: str = "agt") -> str:
+    """`agt:<n>` from one process-wide counter (shared with tunnel sockets)."""
+    return f"{prefix}:{next(_connection_ids)}"
+
+
+class AgentRegistry:
+    def __init__(self) -> None:
+        self._by_device: dict[str, AgentSocket] = {}
+
+    def register(self, socket: AgentSocket) -> AgentSocket | None:
+        """Make `socket` the device's socket; returns the one it replaces, if any."""
+        previous = self._by_device.get(socket.device_id)
+        self._by_device[socket.device_id] = socket
+        return previous if previous is not socket else None
+
+    def unregister(self, socket: AgentSocket) -> bool:
+        """Forget `socket` only if it is still the device's socket (a replaced socket's teardown is a no-op)."""
+        if self._by_device.get(socket.device_id) is socket:
+            del self._by_device[socket.device_id]
+            return True
+        return False
+
+    def get(self, device_id: str) -> AgentSocket | None:
+        return self._by_device.get(device_id)
+
+    def count(self) -> int:
+        return len(self._by_device)
+
+    def count_for_owner(self, owner_uid: str, *, excluding_device: str = "") -> int:
+        return sum(1 for s in self._by_device.values() if s.owner_uid == owner_uid and s.device_id != excluding_device)
+
+
+agents = AgentRegistry()

@@ -1,0 +1,266 @@
+"""Device rules (devices-and-shares.md §1-7, §13 with DECISIONS D1): identity keys, listing, visibility, deletion,
+and the checks that admit an agent socket (relay.md §5.1)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+
+from gateway_site.auth import Principal
+from gateway_site.errors import BadRequest, Forbidden, NotFound, TooManyRequests
+from gateway_site.ids import canonical_email, is_valid_id, validate_id
+from gateway_site.jsonbody import field
+from relay.models import Device
+from relay.registry import agents
+from relay.stores import Presence, presence
+
+MAX_DEVICES_PER_OWNER = 200
+MAX_DISPLAY_NAME = 128
+MAX_AGENT_SOCKETS_PER_OWNER = 50
+
+
+def rfc3339(value: datetime | float | int) -> str:
+    if not isinstance(value, datetime):
+        value = datetime.fromtimestamp(int(value), tz=UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _is_owner(device: Device, principal: Principal, *, email_fallback: bool) -> bool:
+    """Owner by uid; with `email_fallback`, in demo mode only, also by canonical email (§3)."""
+    if device.owner_uid == principal.uid:
+        return True
+    if email_fallback and settings.GATEWAY.auth_mode == "demo":
+        email = canonical_email(principal.email)
+        return bool(email) and email == device.owner_email
+    return False
+
+
+# -- identity keys ------------------------------------------------------------------------------------------------
+
+
+def _decode_public_key(value: str) -> str:
+    """Standard base64 (line breaks ignored) of exactly 32 bytes; returns the canonical encoding."""
+    text = value.replace("\r", "").replace("\n", "")
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest("invalid public key") from None
+    if len(raw) != 32:
+        raise BadRequest("invalid public key")
+    return base64.b64encode(raw).decode("ascii")
+
+
+def _string_field(data: dict[str, Any], name: str) -> str:
+    value = field(data, name)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise BadRequest("invalid request body")
+    return value
+
+
+def device_identity_put(*, principal: Principal, device_id: str, body: dict[str, Any]) -> None:
+    """Register a device or update its key and name (§4). Idempotent; does not touch presence."""
+    algorithm = _string_field(body, "algorithm")
+    keys = [_string_field(body, name).strip() for name in ("public_key", "identityKey", "identity_key")]
+    name = _string_field(body, "display_name").strip()
+    if algorithm.strip() and algorithm != "ed25519":
+        raise BadRequest("unsupported algorithm")
+    key_text = next((k for k in keys if k), "")
+    if not key_text:
+        raise BadRequest("invalid public key")
+    public_key = _decode_public_key(key_text)
+    if len(name) > MAX_DISPLAY_NAME:
+        raise BadRequest(f"display_name must be at most {MAX_DISPLAY_NAME} characters")
+    now = datetime.now(tz=UTC)
+    with transaction.atomic():
+        device = Device.objects.filter(device_id=device_id).first()
+        if device is not None:
+            if not _is_owner(device, principal, email_fallback=True):
+                raise Forbidden("you do not own this device")
+            device.owner_uid = principal.uid
+            device.owner_email = canonical_email(principal.email)
+            device.public_key = public_key
+            if name:
+                device.display_name = name
+            device.updated_at = now
+            device.save(update_fields=["owner_uid", "owner_email", "public_key", "display_name", "updated_at"])
+            return
+        if Device.objects.filter(owner_uid=principal.uid).count() >= MAX_DEVICES_PER_OWNER:
+            raise TooManyRequests("too many registered devices")
+        Device.objects.create(
+            device_id=device_id,
+            display_name=name,
+            owner_uid=principal.uid,
+            owner_email=canonical_email(principal.email),
+            public_key=public_key,
+            updated_at=now,
+        )
+
+
+def device_identity_get(*, principal: Principal, device_id: str) -> dict[str, str]:
+    """The registered key (§5): owner (demo email fallback) or an active grantee."""
+    device = Device.objects.filter(device_id=device_id).first()
+    if device is None:
+        raise NotFound("device not found")
+    if not _is_owner(device, principal, email_fallback=True) and device_role(device, principal) is None:
+        raise Forbidden("forbidden")
+    if not device.public_key:
+        raise NotFound("device identity not found")
+    return {
+        "algorithm": "ed25519",
+        "public_key": device.public_key,
+        "updated_at": rfc3339(device.updated_at or device.created_at),
+    }
+
+
+# -- visibility and listing ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeviceAccess:
+    device: Device
+    role: str  # "owner" or "collaborator"
+    grant_id: str = ""
+
+
+def device_role(device: Device, principal: Principal) -> DeviceAccess | None:
+    """Owner by uid only; sharing adds collaborators."""
+    if device.owner_uid == principal.uid:
+        return DeviceAccess(device, "owner")
+    return None
+
+
+def visible_devices(principal: Principal) -> list[DeviceAccess]:
+    """Devices the caller owns (by uid). A device both owned and shared appears once, as owner."""
+    return [DeviceAccess(d, "owner") for d in Device.objects.filter(owner_uid=principal.uid)]
+
+
+def _presence_of(accesses: list[DeviceAccess]) -> dict[str, Presence]:
+    return presence.get_many([a.device.device_id for a in accesses])
+
+
+def _online(record: Presence | None, now: float) -> bool:
+    return record is not None and record.online(now)
+
+
+def device_list(*, principal: Principal) -> list[dict[str, Any]]:
+    """`GET /devices` (§6): online first, then updated_at descending, then device_id."""
+    now = time.time()
+    accesses = visible_devices(principal)
+    records = _presence_of(accesses)
+    rows: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+    for access in accesses:
+        device = access.device
+        record = records.get(device.device_id)
+        online = _online(record, now)
+        updated = device.updated_at or datetime.fromtimestamp(now, tz=UTC)
+        name = device.display_name or device.device_id
+        item: dict[str, Any] = {"device_id": device.device_id, "display_name": name, "name": name}
+        item["owner_uid"] = device.owner_uid
+        if device.owner_email:
+            item["owner_email"] = device.owner_email
+        item.update(
+            {
+                "algorithm": "ed25519",
+                "status": "online" if online else "offline",
+                "connected": online,
+                "updated_at": rfc3339(updated),
+            }
+        )
+        if online and record is not None:
+            item["connected_at"] = rfc3339(record.connected_at)
+            item["last_seen_at"] = rfc3339(record.last_seen_at)
+        item["device_class"] = "agent"
+        item["role"] = access.role
+        if access.role == "collaborator":
+            item["grant_id"] = access.grant_id
+        rows.append(((0 if online else 1, -updated.timestamp(), device.device_id), item))
+    rows.sort(key=lambda row: row[0])
+    return [item for _, item in rows]
+
+
+def device_statuses(*, principal: Principal) -> dict[str, tuple[str, str]]:
+    """For the events stream: visible device id -> (status, at), `at` = last_seen_at when online, else ''."""
+    now = time.time()
+    accesses = visible_devices(principal)
+    records = _presence_of(accesses)
+    statuses: dict[str, tuple[str, str]] = {}
+    for access in accesses:
+        record = records.get(access.device.device_id)
+        if _online(record, now) and record is not None:
+            statuses[access.device.device_id] = ("online", rfc3339(record.last_seen_at))
+        else:
+            statuses[access.device.device_id] = ("offline", "")
+    return statuses
+
+
+def owned_device_count(uid: str) -> int:
+    return Device.objects.filter(owner_uid=uid).count()
+
+
+def health_counts(principal: Principal) -> dict[str, int]:
+    """The relay's counters of `GET /gateway/v1/health`: the caller's devices; this node's agent sockets."""
+    return {"devices": owned_device_count(principal.uid), "agents": agents.count()}
+
+
+# -- deletion (DECISIONS D1) --------------------------------------------------------------------------------------
+
+
+def device_delete(*, principal: Principal, device_id: str) -> list[str]:
+    """Delete an owned device and its identity key. Returns the uids whose device streams must drop it.
+
+    404 for an unknown id or one the caller cannot see; 403 for a collaborator.
+    """
+    device = Device.objects.filter(device_id=device_id).first()
+    if device is None:
+        raise NotFound("device not found")
+    access = device_role(device, principal)
+    if access is None:
+        raise NotFound("device not found")
+    if access.role != "owner":
+        raise Forbidden("you do not own this device")
+    affected = [device.owner_uid]
+    device.delete()
+    presence.clear(device_id)
+    return affected
+
+
+# -- agent socket admission (relay.md §5.1) ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AgentAdmission:
+    device_id: str
+    owner_uid: str
+
+
+def agent_admit(*, principal: Principal, device_id: str | None, x_device_id: str | None) -> AgentAdmission:
+    """Checks 2-8 before the upgrade; raises the contract's error for the first that fails."""
+    if device_id is None or not is_valid_id(device_id):
+        raise BadRequest("device_id query param is required")
+    device_id = device_id.strip()
+    device = Device.objects.filter(device_id=device_id).first()
+    if device is None:
+        raise BadRequest("device_not_found")
+    if device.owner_uid != principal.uid:
+        raise Forbidden("forbidden")
+    if x_device_id is not None:
+        if not is_valid_id(x_device_id):
+            raise BadRequest("invalid X-Device-Id header")
+        if x_device_id.strip() != device_id:
+            raise BadRequest("X-Device-Id header does not match device_id query param")
+    if agents.count_for_owner(principal.uid, excluding_device=device_id) >= MAX_AGENT_SOCKETS_PER_OWNER:
+        raise TooManyRequests("too many agent connections")
+    return AgentAdmission(device_id=device_id, owner_uid=device.owner_uid)
+
+
+def validate_device_path(device_id: str) -> str:
+    return validate_id(device_id, "device_id")

@@ -1,0 +1,55 @@
+"""Device endpoints: parse, call a relay service, render."""
+
+from __future__ import annotations
+
+from asgiref.sync import async_to_sync
+from django.http import HttpRequest, HttpResponse
+
+from gateway_site.auth import check_scopes
+from gateway_site.errors import FrameworkError, json_response
+from gateway_site.jsonbody import json_object
+from gateway_site.views import api_view
+from relay import delivery, services
+
+
+@api_view("GET", "PUT")
+def identity_key(request: HttpRequest, device_id: str) -> HttpResponse:
+    device_id = services.validate_device_path(device_id)
+    if request.method == "PUT":
+        check_scopes(request.principal, "device")  # type: ignore[attr-defined]  # DECISIONS O2
+        body = json_object(request, "invalid request body")
+        services.device_identity_put(principal=request.principal, device_id=device_id, body=body)  # type: ignore[attr-defined]
+        return HttpResponse(status=204)
+    return json_response(services.device_identity_get(principal=request.principal, device_id=device_id))  # type: ignore[attr-defined]
+
+
+@api_view("GET")
+def device_list(request: HttpRequest) -> HttpResponse:
+    return json_response({"devices": services.device_list(principal=request.principal)})  # type: ignore[attr-defined]
+
+
+@api_view("DELETE")
+def device_detail(request: HttpRequest, device_id: str) -> HttpResponse:
+    device_id = services.validate_device_path(device_id)
+    affected = services.device_delete(principal=request.principal, device_id=device_id)  # type: ignore[attr-defined]
+    async_to_sync(delivery.close_device)(device_id)
+    async_to_sync(delivery.notify_users)(affected, device_id=device_id, reason="deleted")
+    return HttpResponse(status=204)
+
+
+@api_view("GET")
+def agent_connect_http(request: HttpRequest) -> HttpResponse:
+    """A plain HTTP request to the agent WebSocket endpoint: the same checks as the upgrade, then 426."""
+    check_scopes(request.principal, "device")  # type: ignore[attr-defined]
+    services.agent_admit(
+        principal=request.principal,  # type: ignore[attr-defined]
+        device_id=request.GET.get("device_id"),
+        x_device_id=request.headers.get("X-Device-Id"),
+    )
+    raise FrameworkError(426)
+
+
+@api_view("GET")
+def device_events_non_get(request: HttpRequest) -> HttpResponse:
+    """GET of the events stream is served by relay.consumers.DeviceEventsConsumer; other methods land here."""
+    raise AssertionError("unreachable: GET is routed to the stream consumer")
