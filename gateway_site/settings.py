@@ -100,7 +100,9 @@ CACHES = {
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels.layers.InMemoryChannelLayer",
-        "CONFIG": {"capacity": 1000, "expiry": 60},
+        # Streams and sockets leave their groups when they close, so membership must not expire under a
+        # long-lived connection (the layer's default drops it after a day).
+        "CONFIG": {"capacity": 1000, "expiry": 60, "group_expiry": 10 * 365 * 86400},
     }
 }
 

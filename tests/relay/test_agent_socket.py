@@ -268,3 +268,15 @@ async def test_deleting_the_device_closes_its_socket(device, client):
     closing = await socket.recv_raw()
     assert closing["type"] == "websocket.close"
     assert agents.get(DEVICE) is None
+
+
+async def test_presence_is_renewed_while_the_socket_is_open(device, monkeypatch):
+    monkeypatch.setattr(consumers, "PRESENCE_RENEW_SECONDS", 0.1)
+    socket = AgentSocket(application, OWNER, DEVICE)
+    await socket.open()
+    first_expiry = presence.get(DEVICE).expires_at
+    deadline = time.monotonic() + 5
+    while presence.get(DEVICE).expires_at == first_expiry:
+        assert time.monotonic() < deadline, "presence was not renewed"
+        await asyncio.sleep(0.05)
+    await socket.close()
