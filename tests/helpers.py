@@ -17,6 +17,8 @@ from typing import IO, TypeVar
 from gateway_site.config import VARIABLES
 
 ROOT = Path(__file__).resolve().parent.parent
+# The contract lives beside the repository (../shared/spec), as on developer machines and in CI.
+SPEC_DIR = Path(os.environ.get("GATEWAY_SPEC_DIR", ROOT.parent / "shared" / "spec"))
 TEST_KEY = "test-signing-secret-at-least-32-bytes-long"
 T = TypeVar("T")
 

@@ -12,9 +12,9 @@ from gateway_site.config import derive_transport_secret
 from relay import transport
 from relay.frames import check_transport
 from relay.transport import TransportError
-from tests.helpers import ROOT
+from tests.helpers import SPEC_DIR
 
-VECTORS = json.loads((ROOT.parent / "shared" / "spec" / "vectors" / "transport_token.json").read_text())
+VECTORS = json.loads((SPEC_DIR / "vectors" / "transport_token.json").read_text())
 FUTURE = 1_700_000_000
 
 
