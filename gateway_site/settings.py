@@ -161,7 +161,7 @@ SILENCED_SYSTEM_CHECKS = [
 ]
 
 # Providers of the per-caller and node-wide counters of GET /gateway/v1/health (gateway_site.health).
-GATEWAY_HEALTH_PROVIDERS: list[str] = ["relay.services.health_counts"]
+GATEWAY_HEALTH_PROVIDERS: list[str] = ["relay.services.health_counts", "shares.services.health_counts"]
 # Device events streams re-check visibility and presence at least this often (devices-and-shares.md §7).
 GATEWAY_DEVICE_EVENTS_WAKE_SECONDS = 30
 

@@ -94,7 +94,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
             await self.close()
             return
         self._tasks = [asyncio.ensure_future(self._watchdog()), asyncio.ensure_future(self._renew_presence())]
-        await delivery.notify_users([self.owner_uid], device_id=self.device_id, reason="online")
+        await self._announce("online")
 
     def _principal(self) -> Principal:
         error = self.scope.get("auth_error")
@@ -199,7 +199,15 @@ class AgentConsumer(AsyncWebsocketConsumer):
             await self.channel_layer.group_discard(device_group(self.device_id), self.channel_name)
         if mark_offline and presence.mark_offline(self.device_id, self.connection_id):
             logger.info("agent offline", extra={"fields": {"device_id": self.device_id}})
-            await delivery.notify_users([self.owner_uid], device_id=self.device_id, reason="offline")
+            await self._announce("offline")
+
+    async def _announce(self, reason: str) -> None:
+        """Wake the device streams of everyone who can see this device (owner and active grantees)."""
+        try:
+            audience = await database_sync_to_async(services.presence_audience)(self.device_id)
+        except Exception:  # the device may have just been deleted; its owner still needs to hear
+            audience = [self.owner_uid]
+        await delivery.notify_users(audience or [self.owner_uid], device_id=self.device_id, reason=reason)
 
     async def disconnect(self, code: int) -> None:
         await self._unregister(mark_offline=True)
@@ -212,6 +220,8 @@ class DeviceEventsConsumer(SseConsumer):
         self.principal = principal_from_scope(self.scope)
         self.sent: dict[str, str] = {}
         self.wake_lock = asyncio.Lock()
+        self.expiry_timer: asyncio.Task[None] | None = None
+        self.expiry_at = 0
         await self.join_group(user_group(self.principal.uid))
         await self.start_stream()
         await self.write(comment_bytes("connected"))
@@ -221,18 +231,39 @@ class DeviceEventsConsumer(SseConsumer):
     async def relay_devices_changed(self, message: dict[str, Any]) -> None:
         await self._wake()
 
+    async def shares_access_ended(self, message: dict[str, Any]) -> None:
+        """A grant of this user was revoked, left or deleted: drop the device now, not at the next tick."""
+        await self._wake()
+
+    async def _wake_at(self, when: int) -> None:
+        """One extra wake when a shared device's grant expires, so expiry takes effect at once."""
+        await asyncio.sleep(max(0.0, when - time.time()) + 1)
+        self.expiry_timer = None
+        await self._wake()
+
     async def _ticker(self) -> None:
         interval = settings.GATEWAY_DEVICE_EVENTS_WAKE_SECONDS
         while True:
             await asyncio.sleep(interval)
             await self._wake()
 
+    def _schedule_expiry(self, when: int) -> None:
+        if when == self.expiry_at and self.expiry_timer is not None:
+            return
+        if self.expiry_timer is not None and self.expiry_timer is not asyncio.current_task():
+            self.expiry_timer.cancel()
+        self.expiry_timer = None
+        self.expiry_at = when
+        if when:
+            self.expiry_timer = self.start_task(self._wake_at(when))
+
     async def _wake(self, *, initial: bool = False) -> None:
         async with self.wake_lock:
             if not self.streaming:
                 return
             chunks = [] if initial else [comment_bytes("heartbeat")]
-            statuses = await database_sync_to_async(services.device_statuses)(principal=self.principal)
+            statuses, next_expiry = await database_sync_to_async(services.device_view)(principal=self.principal)
+            self._schedule_expiry(next_expiry)
             for device_id, (status, at) in statuses.items():
                 if self.sent.get(device_id) != status:
                     chunks.append(event_bytes("device.status", {"at": at, "deviceId": device_id, "status": status}))

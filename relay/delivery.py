@@ -34,6 +34,20 @@ async def notify_users(uids: Iterable[str], *, device_id: str, reason: str) -> N
         )
 
 
+async def access_ended(*, uids: Iterable[str], device_id: str, reason: str) -> None:
+    """These users lost access to the device (DECISIONS R4 `reason`: grant_revoked, grant_left, device_deleted).
+
+    Their device events streams drop it at once; their session streams on it end with `session.ended`.
+    """
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    for uid in {u for u in uids if u}:
+        await layer.group_send(
+            user_group(uid), {"type": "shares.access_ended", "device_id": device_id, "reason": reason}
+        )
+
+
 async def close_device(device_id: str) -> None:
     """Close the device's agent socket in this process (its device was deleted)."""
     socket = agents.get(device_id)

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 
 from gateway_site.auth import Principal
@@ -20,6 +19,7 @@ from gateway_site.jsonbody import field
 from relay.models import Device
 from relay.registry import agents
 from relay.stores import Presence, presence
+from shares import permissions
 
 MAX_DEVICES_PER_OWNER = 200
 MAX_DISPLAY_NAME = 128
@@ -30,16 +30,6 @@ def rfc3339(value: datetime | float | int) -> str:
     if not isinstance(value, datetime):
         value = datetime.fromtimestamp(int(value), tz=UTC)
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _is_owner(device: Device, principal: Principal, *, email_fallback: bool) -> bool:
-    """Owner by uid; with `email_fallback`, in demo mode only, also by canonical email (§3)."""
-    if device.owner_uid == principal.uid:
-        return True
-    if email_fallback and settings.GATEWAY.auth_mode == "demo":
-        email = canonical_email(principal.email)
-        return bool(email) and email == device.owner_email
-    return False
 
 
 # -- identity keys ------------------------------------------------------------------------------------------------
@@ -83,7 +73,7 @@ def device_identity_put(*, principal: Principal, device_id: str, body: dict[str,
     with transaction.atomic():
         device = Device.objects.filter(device_id=device_id).first()
         if device is not None:
-            if not _is_owner(device, principal, email_fallback=True):
+            if not permissions.is_owner(device, principal, email_fallback=True):
                 raise Forbidden("you do not own this device")
             device.owner_uid = principal.uid
             device.owner_email = canonical_email(principal.email)
@@ -110,7 +100,7 @@ def device_identity_get(*, principal: Principal, device_id: str) -> dict[str, st
     device = Device.objects.filter(device_id=device_id).first()
     if device is None:
         raise NotFound("device not found")
-    if not _is_owner(device, principal, email_fallback=True) and device_role(device, principal) is None:
+    if not permissions.can_read_identity(device, principal):
         raise Forbidden("forbidden")
     if not device.public_key:
         raise NotFound("device identity not found")
@@ -124,26 +114,7 @@ def device_identity_get(*, principal: Principal, device_id: str) -> dict[str, st
 # -- visibility and listing ---------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class DeviceAccess:
-    device: Device
-    role: str  # "owner" or "collaborator"
-    grant_id: str = ""
-
-
-def device_role(device: Device, principal: Principal) -> DeviceAccess | None:
-    """Owner by uid only; sharing adds collaborators."""
-    if device.owner_uid == principal.uid:
-        return DeviceAccess(device, "owner")
-    return None
-
-
-def visible_devices(principal: Principal) -> list[DeviceAccess]:
-    """Devices the caller owns (by uid). A device both owned and shared appears once, as owner."""
-    return [DeviceAccess(d, "owner") for d in Device.objects.filter(owner_uid=principal.uid)]
-
-
-def _presence_of(accesses: list[DeviceAccess]) -> dict[str, Presence]:
+def _presence_of(accesses: list[permissions.DeviceAccess]) -> dict[str, Presence]:
     return presence.get_many([a.device.device_id for a in accesses])
 
 
@@ -154,7 +125,7 @@ def _online(record: Presence | None, now: float) -> bool:
 def device_list(*, principal: Principal) -> list[dict[str, Any]]:
     """`GET /devices` (§6): online first, then updated_at descending, then device_id."""
     now = time.time()
-    accesses = visible_devices(principal)
+    accesses = permissions.visible_devices(principal)
     records = _presence_of(accesses)
     rows: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
     for access in accesses:
@@ -189,8 +160,14 @@ def device_list(*, principal: Principal) -> list[dict[str, Any]]:
 
 def device_statuses(*, principal: Principal) -> dict[str, tuple[str, str]]:
     """For the events stream: visible device id -> (status, at), `at` = last_seen_at when online, else ''."""
+    return device_view(principal=principal)[0]
+
+
+def device_view(*, principal: Principal) -> tuple[dict[str, tuple[str, str]], int]:
+    """The events stream's view: statuses as in `device_statuses`, and the earliest future grant expiry among
+    the shared devices (0 if none), when the view changes without any event."""
     now = time.time()
-    accesses = visible_devices(principal)
+    accesses = permissions.visible_devices(principal)
     records = _presence_of(accesses)
     statuses: dict[str, tuple[str, str]] = {}
     for access in accesses:
@@ -199,7 +176,13 @@ def device_statuses(*, principal: Principal) -> dict[str, tuple[str, str]]:
             statuses[access.device.device_id] = ("online", rfc3339(record.last_seen_at))
         else:
             statuses[access.device.device_id] = ("offline", "")
-    return statuses
+    expiries = [a.expires_at for a in accesses if a.role == "collaborator" and a.expires_at > now]
+    return statuses, int(min(expiries)) if expiries else 0
+
+
+def presence_audience(device_id: str) -> list[str]:
+    """Whose device streams hear about this device's presence: its owner and active grantees."""
+    return permissions.users_with_access(device_id)
 
 
 def owned_device_count(uid: str) -> int:
@@ -222,13 +205,13 @@ def device_delete(*, principal: Principal, device_id: str) -> list[str]:
     device = Device.objects.filter(device_id=device_id).first()
     if device is None:
         raise NotFound("device not found")
-    access = device_role(device, principal)
+    access = permissions.device_access(device, principal)
     if access is None:
         raise NotFound("device not found")
     if access.role != "owner":
         raise Forbidden("you do not own this device")
-    affected = [device.owner_uid]
-    device.delete()
+    affected = permissions.users_with_access(device_id)
+    device.delete()  # its grants go with it (shares.Grant cascades)
     presence.clear(device_id)
     return affected
 

@@ -33,7 +33,7 @@ def device_detail(request: HttpRequest, device_id: str) -> HttpResponse:
     device_id = services.validate_device_path(device_id)
     affected = services.device_delete(principal=request.principal, device_id=device_id)  # type: ignore[attr-defined]
     async_to_sync(delivery.close_device)(device_id)
-    async_to_sync(delivery.notify_users)(affected, device_id=device_id, reason="deleted")
+    async_to_sync(delivery.access_ended)(uids=affected, device_id=device_id, reason="device_deleted")
     return HttpResponse(status=204)
 
 

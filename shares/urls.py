@@ -1,7 +1,16 @@
-"""URL routes of the shares app."""
+"""Share routes (devices-and-shares.md §9) and the invite link page (DECISIONS D2)."""
 
 from __future__ import annotations
 
-from typing import Any
+from django.urls import path
 
-urlpatterns: list[Any] = []
+from shares import views
+
+urlpatterns = [
+    path("gateway/v1/shares/invites", views.invites),
+    path("gateway/v1/shares/invites/accept", views.accept),
+    path("gateway/v1/shares/devices/<str:device_id>/grants", views.device_grants),
+    path("gateway/v1/shares/grants/<str:grant_id>/revoke", views.revoke),
+    path("gateway/v1/shares/grants/<str:grant_id>/leave", views.leave),
+    path("share/<str:token>", views.share_page),
+]
