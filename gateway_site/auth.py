@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
+from django.utils.deprecation import MiddlewareMixin
 
 from gateway_site.errors import ApiError, Forbidden, Unauthorized
 from gateway_site.middleware import render_exception
@@ -102,16 +103,13 @@ def principal_from_scope(scope: Mapping[str, Any]) -> Principal:
     return authenticate(_header_from_scope(scope))
 
 
-class BearerAuthMiddleware:
+class BearerAuthMiddleware(MiddlewareMixin):
     """Every `/gateway/v1/*` request needs a valid token before routing, so unknown paths there answer 401 first.
 
-    Sets `request.principal` (None on the optional-auth paths when anonymous).
+    Sets `request.principal` (None on the optional-auth paths when anonymous). Works in sync and async stacks.
     """
 
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
+    def process_request(self, request: HttpRequest) -> HttpResponse | None:
         path = request.path_info
         header = request.headers.get("Authorization")
         if path in OPTIONAL_AUTH_PATHS:
@@ -123,7 +121,7 @@ class BearerAuthMiddleware:
                 return render_exception(exc)
         else:
             request.principal = None  # type: ignore[attr-defined]
-        return self.get_response(request)
+        return None
 
 
 def require_scope(*scopes: str) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:

@@ -37,6 +37,7 @@ class ApiError(Exception):
         *,
         status: int | None = None,
         headers: Mapping[str, str] | None = None,
+        fields: Mapping[str, Any] | None = None,
         **extra: Any,
     ) -> None:
         super().__init__(message)
@@ -44,7 +45,8 @@ class ApiError(Exception):
         if status is not None:
             self.status = status
         self.headers = dict(headers or {})
-        self.extra = extra
+        # `fields` carries body fields whose names clash with these arguments (e.g. a "status" field).
+        self.extra = {**(fields or {}), **extra}
 
     def body(self) -> dict[str, Any]:
         return {"error": self.message, **self.extra}

@@ -9,6 +9,7 @@ from django.core.exceptions import PermissionDenied, RequestDataTooBig, Suspicio
 from django.http import Http404, HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from django.utils.cache import patch_vary_headers
+from django.utils.deprecation import MiddlewareMixin
 
 from gateway_site.errors import ApiError, FrameworkError, not_found, payload_too_large, server_error
 
@@ -61,14 +62,8 @@ class GatewayCorsMiddleware(CorsMiddleware):
         return list(conf.CORS_ALLOW_HEADERS)
 
 
-class ApiErrorMiddleware:
+class ApiErrorMiddleware(MiddlewareMixin):
     """Render every exception a view raises as the contract's JSON; never a Django HTML error page."""
-
-    def __init__(self, get_response):  # type: ignore[no-untyped-def]
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponseBase:
-        return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         return render_exception(exception)

@@ -161,9 +161,15 @@ SILENCED_SYSTEM_CHECKS = [
 ]
 
 # Providers of the per-caller and node-wide counters of GET /gateway/v1/health (gateway_site.health).
-GATEWAY_HEALTH_PROVIDERS: list[str] = ["relay.services.health_counts", "shares.services.health_counts"]
+GATEWAY_HEALTH_PROVIDERS: list[str] = [
+    "relay.services.health_counts",
+    "relay.sessions.health_counts",
+    "shares.services.health_counts",
+]
 # Device events streams re-check visibility and presence at least this often (devices-and-shares.md §7).
 GATEWAY_DEVICE_EVENTS_WAKE_SECONDS = 30
+# Session events streams send a heartbeat and re-check access this often (relay.md §4.5).
+GATEWAY_SESSION_HEARTBEAT_SECONDS = 15
 
 # Where Firebase publishes the keys that sign its ID tokens (a setting so tests can serve their own).
 GATEWAY_FIREBASE_JWKS_URL = "https://www.googleapis.com/service_accounts/v1/jwk/securetoken@system.gserviceaccount.com"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Callable
 from typing import Any
@@ -11,7 +12,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from gateway_site.errors import FrameworkError, method_not_allowed, not_found
 
-View = Callable[..., HttpResponse]
+View = Callable[..., Any]
 
 
 def api_view(*methods: str) -> Callable[[View], View]:
@@ -24,6 +25,19 @@ def api_view(*methods: str) -> Callable[[View], View]:
         allowed.append("HEAD")
 
     def decorate(view: View) -> View:
+        if asyncio.iscoroutinefunction(view):
+
+            @functools.wraps(view)
+            async def async_wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+                if request.method not in allowed:
+                    raise method_not_allowed(allowed)
+                response = await view(request, *args, **kwargs)
+                if request.method == "HEAD":
+                    response.content = b""
+                return response
+
+            return csrf_exempt(async_wrapper)
+
         @functools.wraps(view)
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             if request.method not in allowed:

@@ -15,11 +15,11 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from gateway_site.auth import Principal, check_scopes, principal_from_scope, refuse_websocket
-from gateway_site.errors import ApiError
+from gateway_site.errors import ApiError, Forbidden
 from gateway_site.sse import SseConsumer, comment_bytes, event_bytes
-from relay import delivery, frames, services
+from relay import delivery, frames, services, sessions
 from relay.groups import device_group, user_group
-from relay.registry import agents, next_connection_id
+from relay.registry import agents, next_connection_id, streams
 from relay.stores import PRESENCE_RENEW_SECONDS, presence
 from relay.transport import rfc3339
 
@@ -95,6 +95,18 @@ class AgentConsumer(AsyncWebsocketConsumer):
             return
         self._tasks = [asyncio.ensure_future(self._watchdog()), asyncio.ensure_future(self._renew_presence())]
         await self._announce("online")
+        await self._flush_pending()
+
+    async def _flush_pending(self) -> None:
+        """Hand every waiting handshake request to this new socket (relay.md §5.2 step 6, DECISIONS R5)."""
+        for session in sessions.pending_sessions(self.device_id):
+            if not sessions.claim_request_send(session["session_id"], self.connection_id):
+                continue
+            if await self.send_frame(sessions.handshake_request_frame(session)):
+                sessions.record_request_sent(session["session_id"], self.connection_id)
+            else:
+                sessions.record_request_failed(session["session_id"], "agent_unavailable")
+                return
 
     def _principal(self) -> Principal:
         error = self.scope.get("auth_error")
@@ -142,7 +154,15 @@ class AgentConsumer(AsyncWebsocketConsumer):
         except frames.TransportError as exc:
             logger.info("agent frame dropped", extra={"fields": {"device_id": self.device_id, "violation": str(exc)}})
             return []
-        return await frames.dispatch_session_frame(self.device_id, frames.strip_transport(frame))
+        frame = frames.strip_transport(frame)
+        identity_key = None
+        if kind == "session.handshake.ack":
+            identity_key = await database_sync_to_async(sessions.device_identity_key)(self.device_id)
+        outcome = sessions.agent_frame(self.device_id, frame, kind, identity_key)
+        if outcome.event is not None:
+            session_id, name, data = outcome.event
+            delivery.publish_session_event(session_id, sessions.store_event(outcome.event), name, data)
+        return outcome.replies
 
     async def send_frame(self, frame: dict[str, Any]) -> bool:
         """Write one JSON frame; False if the socket is gone or the write fails (the socket is then dropped)."""
@@ -274,3 +294,119 @@ class DeviceEventsConsumer(SseConsumer):
                 chunks.append(event_bytes("device.status", {"at": now, "deviceId": device_id, "status": "offline"}))
             if chunks:
                 await self.write(b"".join(chunks))
+
+
+class SessionEventsConsumer(SseConsumer):
+    """`GET /gateway/v1/sessions/{id}/events` (relay.md §4.5, DECISIONS R4): replay after Last-Event-ID, then live.
+
+    Subscribes before replaying, so nothing published in between is lost; ids not above the last one sent are
+    dropped. A bounded queue (64) decouples publishers from the socket: a reader that falls that far behind is
+    evicted and should reconnect with Last-Event-ID.
+    """
+
+    QUEUE_SIZE = 64
+
+    async def open_stream(self) -> None:
+        principal = principal_from_scope(self.scope)
+        session_id = sessions.session_id_param(self.scope["url_route"]["kwargs"]["session_id"])
+        session = sessions.load(session_id)
+        if not await database_sync_to_async(self._member)(session, principal):
+            raise Forbidden("forbidden")
+        self.principal = principal
+        self.uid = principal.uid
+        self.session_id = session_id
+        self.device_id = session["device_id"]
+        self.queue: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue(self.QUEUE_SIZE)
+        self.last_sent = 0
+        streams.add(session_id, self)
+        await self.join_group(user_group(principal.uid))
+        await self.start_stream()
+        await self.write(comment_bytes("connected"))
+        replay = sessions.sessions.events_after(session_id, _last_event_id(self.scope))
+        if replay:
+            await self.write(b"".join(event_bytes(name, data, str(i)) for i, name, data in replay))
+            self.last_sent = replay[-1][0]
+        self.start_task(self._pump())
+        self.start_task(self._heartbeat())
+
+    @staticmethod
+    def _member(session: dict[str, Any], principal: Principal) -> bool:
+        return sessions.is_member(session, principal)
+
+    # Called by publishers in this process (relay.delivery); never blocks.
+    def offer(self, event_id: int, name: str, data: str) -> None:
+        try:
+            self.queue.put_nowait(("event", event_id, name, data))
+        except asyncio.QueueFull:
+            logger.info("slow session stream evicted", extra={"fields": {"session_id": self.session_id}})
+            self._stop_soon()
+
+    def end(self, reason: str | None) -> None:
+        with contextlib.suppress(asyncio.QueueFull):
+            self.queue.put_nowait(("end", reason))
+            return
+        self._stop_soon()
+
+    def _stop_soon(self) -> None:
+        asyncio.ensure_future(self.channel_layer.send(self.channel_name, {"type": "relay.stream_stop"}))
+
+    async def _pump(self) -> None:
+        while True:
+            item = await self.queue.get()
+            if item[0] == "event":
+                _, event_id, name, data = item
+                if event_id > self.last_sent:
+                    self.last_sent = event_id
+                    await self.write(event_bytes(name, data, str(event_id)))
+            elif item[0] == "comment":
+                await self.write(comment_bytes(item[1]))
+            elif item[0] == "end":
+                reason = item[1]
+                if reason:
+                    data = {"type": "session.ended", "session_id": self.session_id, "reason": reason}
+                    await self.write(event_bytes("session.ended", data))
+                await self.channel_layer.send(self.channel_name, {"type": "relay.stream_stop"})
+                return
+
+    async def _heartbeat(self) -> None:
+        """Every 15 s: a `:heartbeat`, and the access re-check (relay.md §4.5)."""
+        while True:
+            await asyncio.sleep(settings.GATEWAY_SESSION_HEARTBEAT_SECONDS)
+            for swept in sessions.sweep_if_due():
+                delivery.end_session_streams(swept["session_id"], "expired")
+            session = sessions.sessions.get(self.session_id)
+            if session is None:
+                self.end(None)  # deleted: a silent close
+                return
+            if not await database_sync_to_async(self._member)(session, self.principal):
+                with contextlib.suppress(asyncio.QueueFull):
+                    self.queue.put_nowait(("comment", "authorization_revoked"))
+                self.end(None)
+                return
+            with contextlib.suppress(asyncio.QueueFull):
+                self.queue.put_nowait(("comment", "heartbeat"))
+
+    async def shares_access_ended(self, message: dict[str, Any]) -> None:
+        """This user lost access to a device: if it is this session's, end with `session.ended` (R4)."""
+        if message.get("device_id") == self.device_id:
+            self.end(message.get("reason") or "grant_revoked")
+
+    async def relay_devices_changed(self, message: dict[str, Any]) -> None:
+        return  # device-list wakes are for the device events stream
+
+    async def relay_stream_stop(self, message: dict[str, Any]) -> None:
+        await self.end_stream()
+
+    async def disconnect(self) -> None:
+        if getattr(self, "session_id", None):
+            streams.remove(self.session_id, self)
+        await super().disconnect()
+
+
+def _last_event_id(scope: dict[str, Any]) -> int:
+    """An integer Last-Event-ID replays what came after it; absent or not an integer replays the whole backlog."""
+    value = _header(scope, b"last-event-id")
+    if value is None:
+        return 0
+    text = value.strip()
+    return int(text) if text.isdigit() else 0

@@ -12,7 +12,7 @@ from typing import Any
 from channels.layers import get_channel_layer
 
 from relay.groups import user_group
-from relay.registry import agents
+from relay.registry import agents, streams
 
 
 async def send_to_device(device_id: str, frame: dict[str, Any]) -> bool:
@@ -53,3 +53,16 @@ async def close_device(device_id: str) -> None:
     socket = agents.get(device_id)
     if socket is not None:
         await socket.close_deleted()
+
+
+def publish_session_event(session_id: str, event_id: int, name: str, data: str) -> None:
+    """Hand one stored event to every open stream of the session in this process (never blocks)."""
+    for subscriber in streams.of(session_id):
+        subscriber.offer(event_id, name, data)
+
+
+def end_session_streams(session_id: str, reason: str | None, *, uid: str | None = None) -> None:
+    """End the session's streams (only `uid`'s when given); with a reason they first get `session.ended` (R4)."""
+    for subscriber in streams.of(session_id):
+        if uid is None or subscriber.uid == uid:
+            subscriber.end(reason)

@@ -82,26 +82,3 @@ def check_transport(
 
 def strip_transport(frame: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in frame.items() if key not in TRANSPORT_FIELDS}
-
-
-def unauthorized_session_frame(frame: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "type": "agent.error",
-        "error": "unauthorized_session_frame",
-        "session_id": session_id_of(frame),
-        "handshake_id": handshake_id_of(frame),
-    }
-
-
-async def dispatch_session_frame(device_id: str, frame: dict[str, Any]) -> list[dict[str, Any]]:
-    """Steps 3-8 of relay.md §5.6 for a frame that passed the transport check; returns frames to send back.
-
-    A frame without a session id is dropped. Relay sessions (client-init, handshake, messages) do not exist yet in
-    this gateway, so every session a frame names is unknown: an ack is dropped silently and any other frame is
-    answered with `unauthorized_session_frame`, as the binding check requires.
-    """
-    if not session_id_of(frame):
-        return []
-    if frame_type(frame) == "session.handshake.ack":
-        return []
-    return [unauthorized_session_frame(frame)]

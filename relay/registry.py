@@ -58,3 +58,38 @@ class AgentRegistry:
 
 
 agents = AgentRegistry()
+
+
+class StreamSubscriber(Protocol):
+    uid: str
+    device_id: str
+
+    def offer(self, event_id: int, name: str, data: str) -> None: ...
+
+    def end(self, reason: str | None) -> None: ...
+
+
+class SessionSubscribers:
+    """The open session event streams of this process, by session id."""
+
+    def __init__(self) -> None:
+        self._by_session: dict[str, set[StreamSubscriber]] = {}
+
+    def add(self, session_id: str, subscriber: StreamSubscriber) -> None:
+        self._by_session.setdefault(session_id, set()).add(subscriber)
+
+    def remove(self, session_id: str, subscriber: StreamSubscriber) -> None:
+        subscribers = self._by_session.get(session_id)
+        if subscribers is not None:
+            subscribers.discard(subscriber)
+            if not subscribers:
+                del self._by_session[session_id]
+
+    def of(self, session_id: str) -> list[StreamSubscriber]:
+        return list(self._by_session.get(session_id, ()))
+
+    def count(self) -> int:
+        return sum(len(s) for s in self._by_session.values())
+
+
+streams = SessionSubscribers()

@@ -12,4 +12,5 @@ websocket_urlpatterns = [
 
 stream_urlpatterns = [
     path("gateway/v1/devices/events", consumers.DeviceEventsConsumer.as_asgi()),
+    path("gateway/v1/sessions/<str:session_id>/events", consumers.SessionEventsConsumer.as_asgi()),
 ]

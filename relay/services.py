@@ -212,6 +212,8 @@ def device_delete(*, principal: Principal, device_id: str) -> list[str]:
         raise Forbidden("you do not own this device")
     affected = permissions.users_with_access(device_id)
     device.delete()  # its grants go with it (shares.Grant cascades)
+    for uid in affected:
+        permissions.forget_access(device_id, uid)
     presence.clear(device_id)
     return affected
 

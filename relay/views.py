@@ -9,7 +9,7 @@ from gateway_site.auth import check_scopes
 from gateway_site.errors import FrameworkError, json_response
 from gateway_site.jsonbody import json_object
 from gateway_site.views import api_view
-from relay import delivery, services
+from relay import delivery, services, sessions
 
 
 @api_view("GET", "PUT")
@@ -33,8 +33,15 @@ def device_detail(request: HttpRequest, device_id: str) -> HttpResponse:
     device_id = services.validate_device_path(device_id)
     affected = services.device_delete(principal=request.principal, device_id=device_id)  # type: ignore[attr-defined]
     async_to_sync(delivery.close_device)(device_id)
+    # Subscribers get `session.ended` (device_deleted) before the sessions themselves go (DECISIONS D1, R4).
+    for session_id in sessions.sessions_of_device_delete(device_id):
+        async_to_sync(_end_streams)(session_id)
     async_to_sync(delivery.access_ended)(uids=affected, device_id=device_id, reason="device_deleted")
     return HttpResponse(status=204)
+
+
+async def _end_streams(session_id: str) -> None:
+    delivery.end_session_streams(session_id, "device_deleted")
 
 
 @api_view("GET")

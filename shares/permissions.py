@@ -96,6 +96,46 @@ def visible_devices(principal: Principal) -> list[DeviceAccess]:
     return owned + shared
 
 
+ACCESS_CACHE_SECONDS = 60
+
+
+def _access_key(device_id: str, uid: str) -> str:
+    import hashlib
+
+    return "access:" + hashlib.sha256(f"{device_id}\n{uid}".encode()).hexdigest()
+
+
+def collaborator_access_cached(device_id: str, uid: str) -> bool:
+    """Whether `uid` holds an active grant on the device, for the relay's hot path.
+
+    A positive answer is remembered for at most a minute and never past the grant's own expiry; revoke, leave and
+    device deletion forget it at once (`forget_access`). Negative answers are not remembered, so an accept counts
+    immediately.
+    """
+    from django.core.cache import caches
+
+    cache = caches["state"]
+    key = _access_key(device_id, uid)
+    until = cache.get(key)
+    current = now()
+    if until is not None and current <= until:
+        return True
+    grant = active_grant(device_id, uid)
+    if grant is None:
+        return False
+    until = current + ACCESS_CACHE_SECONDS
+    if grant.grant_expires_at > 0:
+        until = min(until, grant.grant_expires_at)
+    cache.set(key, until, timeout=ACCESS_CACHE_SECONDS)
+    return True
+
+
+def forget_access(device_id: str, uid: str) -> None:
+    from django.core.cache import caches
+
+    caches["state"].delete(_access_key(device_id, uid))
+
+
 def users_with_access(device_id: str) -> list[str]:
     """The owner and every active grantee: whoever must hear about the device's presence."""
     device = Device.objects.filter(device_id=device_id).first()

@@ -243,6 +243,8 @@ def _end_grant(*, grant_id: str, principal: Principal, as_owner: bool) -> GrantE
         Grant.objects.filter(pk=grant.pk).update(
             status=Grant.REVOKED, revoked_at=now, revoked_by_uid=principal.uid, updated_at=now
         )
+    if grant.grantee_uid:
+        permissions.forget_access(grant.device_id, grant.grantee_uid)
     return GrantEnded(grant.grant_id, grant.device_id, grant.grantee_uid, changed=True)
 
 

@@ -172,3 +172,14 @@ class Stream:
     async def close(self) -> None:
         await self.io.send_input({"type": "http.disconnect"})
         await self.io.wait(5)
+
+
+def http_client(app: Any):
+    """An httpx client on the ASGI application (for requests that complete; streams use `Stream`)."""
+    import httpx
+
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
