@@ -32,7 +32,13 @@ def build_application() -> AccessLogMiddleware:
             "websocket": WebSocketBearerMiddleware(URLRouter(websocket_routes)),
         }
     )
-    return AccessLogMiddleware(BodyLimitMiddleware(router, settings.GATEWAY_MAX_BODY_BYTES))
+    limited = BodyLimitMiddleware(
+        router,
+        settings.GATEWAY_MAX_BODY_BYTES,
+        ingress_prefix="/integrations/",
+        ingress_max_bytes=settings.GATEWAY_MAX_INGRESS_BODY_BYTES,
+    )
+    return AccessLogMiddleware(limited)
 
 
 boot.start()

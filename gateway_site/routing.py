@@ -9,9 +9,10 @@ from typing import Any
 
 from relay.routing import stream_urlpatterns as relay_streams
 from relay.routing import websocket_urlpatterns as relay_websockets
+from tunnels.routing import websocket_urlpatterns as tunnel_websockets
 
 http_consumer_routes: list[Any] = [*relay_streams]
-websocket_routes: list[Any] = [*relay_websockets]
+websocket_routes: list[Any] = [*relay_websockets, *tunnel_websockets]
 
 
 class GetOnly:

@@ -109,8 +109,10 @@ CHANNEL_LAYERS = {
 # Request bodies: 4 MiB like the upstream framework (system-and-console.md §1.2); the ASGI body limit enforces it
 # before Django reads anything, this keeps Django's own check consistent.
 GATEWAY_MAX_BODY_BYTES = 4 * 1024 * 1024
-DATA_UPLOAD_MAX_MEMORY_SIZE = GATEWAY_MAX_BODY_BYTES
-FILE_UPLOAD_MAX_MEMORY_SIZE = GATEWAY_MAX_BODY_BYTES
+# Webhook ingress allows routes up to 5 MiB (each route's own max_body_bytes is checked by the ingress view).
+GATEWAY_MAX_INGRESS_BODY_BYTES = 5 * 1024 * 1024
+DATA_UPLOAD_MAX_MEMORY_SIZE = GATEWAY_MAX_INGRESS_BODY_BYTES
+FILE_UPLOAD_MAX_MEMORY_SIZE = GATEWAY_MAX_INGRESS_BODY_BYTES
 
 # The public clients treat any redirect on an API call as a failure (DECISIONS K1).
 APPEND_SLASH = False
@@ -164,6 +166,7 @@ SILENCED_SYSTEM_CHECKS = [
 GATEWAY_HEALTH_PROVIDERS: list[str] = [
     "relay.services.health_counts",
     "relay.sessions.health_counts",
+    "tunnels.services.health_counts",
     "shares.services.health_counts",
 ]
 # Device events streams re-check visibility and presence at least this often (devices-and-shares.md §7).

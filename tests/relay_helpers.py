@@ -64,12 +64,14 @@ def headers(token: str | None, **extra: str) -> list[tuple[bytes, bytes]]:
 class AgentSocket:
     """An agent WebSocket against the full ASGI application (with the denial-response extension, as uvicorn)."""
 
+    path = "/gateway/v1/agent/connect"
+
     def __init__(self, app: Any, token: str | None, device_id: str | None = "dev_test1", **hdrs: str) -> None:
         query = f"device_id={device_id}" if device_id is not None else ""
         scope = {
             "type": "websocket",
-            "path": "/gateway/v1/agent/connect",
-            "raw_path": b"/gateway/v1/agent/connect",
+            "path": self.path,
+            "raw_path": self.path.encode(),
             "query_string": query.encode(),
             "headers": headers(token, **hdrs),
             "subprotocols": [],
@@ -115,6 +117,16 @@ class AgentSocket:
     async def close(self) -> None:
         await self.io.send_input({"type": "websocket.disconnect", "code": 1000})
         await self.io.wait(5)
+
+
+class TunnelSocket(AgentSocket):
+    """The tunnel WebSocket, driven the same way."""
+
+    path = "/gateway/v1/integrations/tunnel/connect"
+
+    async def open(self) -> list[dict[str, Any]]:  # type: ignore[override]
+        assert await self.connect(), self.denial
+        return [await self.recv()]
 
 
 class Stream:

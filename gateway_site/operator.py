@@ -1,0 +1,63 @@
+"""Operator authentication: short-lived tokens that only a holder of JWT_SIGNING_KEY can mint.
+
+Management commands that change server state reach a running memory-only gateway over HTTP with such a token
+(ARCHITECTURE.md, "Operator commands"). It is an EdDSA JWT with its own audience, so no user token can stand in for
+it and it cannot stand in for a user token; each token is single-use (its `jti` is remembered until it expires).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+
+import jwt
+from django.conf import settings
+from django.core.cache import caches
+
+from gateway_site.errors import Unauthorized
+
+OPERATOR_AUDIENCE = "commands-gateway-operator"
+OPERATOR_TTL_SECONDS = 60
+
+
+def mint_operator_token(*, now: int | None = None) -> str:
+    from oauthapp.tokens import current_key
+
+    issued = int(time.time()) if now is None else now
+    key = current_key()
+    claims = {
+        "iss": settings.GATEWAY.public_base_url,
+        "aud": OPERATOR_AUDIENCE,
+        "sub": "operator",
+        "iat": issued,
+        "exp": issued + OPERATOR_TTL_SECONDS,
+        "jti": secrets.token_hex(16),
+    }
+    return jwt.encode(claims, key.private, algorithm="EdDSA", headers={"kid": key.kid, "typ": "JWT"})
+
+
+def verify_operator_token(header: str | None) -> dict[str, Any]:
+    """Raises Unauthorized unless the Authorization header carries a fresh, unused operator token."""
+    from gateway_site.auth import bearer_token
+    from oauthapp.tokens import current_key
+
+    token = bearer_token(header)
+    if not token:
+        raise Unauthorized("missing operator token")
+    try:
+        claims = jwt.decode(
+            token,
+            current_key().public,
+            algorithms=["EdDSA"],
+            audience=OPERATOR_AUDIENCE,
+            issuer=settings.GATEWAY.public_base_url,
+            options={"require": ["exp", "iat", "jti", "sub"]},
+        )
+    except jwt.PyJWTError:
+        raise Unauthorized("invalid operator token") from None
+    if claims["sub"] != "operator" or claims["exp"] - claims["iat"] > OPERATOR_TTL_SECONDS:
+        raise Unauthorized("invalid operator token")
+    if not caches["state"].add(f"operator:jti:{claims['jti']}", 1, timeout=OPERATOR_TTL_SECONDS * 2):
+        raise Unauthorized("operator token already used")
+    return claims

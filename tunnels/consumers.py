@@ -1,0 +1,228 @@
+"""The tunnel WebSocket (tunnels.md §3): activates routes and answers the webhook requests sent down to it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import time
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from gateway_site.auth import Principal, check_scopes, principal_from_scope, refuse_websocket
+from gateway_site.errors import ApiError, BadRequest, Forbidden, TooManyRequests
+from gateway_site.ids import is_valid_id
+from relay.models import Device
+from relay.registry import next_connection_id
+from relay.transport import rfc3339
+from tunnels import services
+from tunnels.registry import inflight, tunnels
+
+logger = logging.getLogger("gateway.tunnels")
+
+READ_DEADLINE_SECONDS = 60
+MAX_TUNNELS_PER_OWNER = 50
+
+
+def _query_param(scope: dict[str, Any], name: str) -> str | None:
+    from urllib.parse import parse_qs
+
+    values = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True).get(name)
+    return values[0] if values else None
+
+
+def tunnel_admit(*, principal: Principal, device_id: str | None) -> str:
+    """Pre-upgrade checks 2-6 (database: the device)."""
+    if device_id is None or not is_valid_id(device_id):
+        raise BadRequest("device_id query param is required")
+    device_id = device_id.strip()
+    device = Device.objects.filter(device_id=device_id).first()
+    if device is None:
+        raise BadRequest("device_not_found")
+    if device.owner_uid != principal.uid:
+        raise Forbidden("forbidden")
+    if tunnels.count_for_owner(principal.uid, excluding_device=device_id) >= MAX_TUNNELS_PER_OWNER:
+        raise TooManyRequests("too many tunnel connections")
+    return device_id
+
+
+def _route_ids(frame: dict[str, Any]) -> list[str]:
+    routes = frame.get("routes")
+    if not isinstance(routes, list):
+        return []
+    ids = []
+    for item in routes:
+        value = item.get("route_id") if isinstance(item, dict) else item
+        if isinstance(value, str) and value.strip():
+            ids.append(value.strip())
+    return ids
+
+
+class TunnelConsumer(AsyncWebsocketConsumer):
+    device_id = ""
+    owner_uid = ""
+    connection_id = ""
+    registered = False
+
+    async def connect(self) -> None:
+        try:
+            error = self.scope.get("auth_error")
+            if error is not None:
+                raise error
+            principal = self.scope.get("principal") or principal_from_scope(self.scope)
+            check_scopes(principal, "device")  # DECISIONS O2
+            device_id = await database_sync_to_async(tunnel_admit)(
+                principal=principal, device_id=_query_param(self.scope, "device_id")
+            )
+        except ApiError as exc:
+            await refuse_websocket(self, exc)
+            return
+        self.device_id = device_id
+        self.owner_uid = principal.uid
+        self.connection_id = next_connection_id("tun")
+        self.routes: set[str] = set()
+        self.last_activity = time.monotonic()
+        self._send_lock = asyncio.Lock()
+        await self.accept()
+        previous = tunnels.register(self)
+        self.registered = True
+        if previous is not None:
+            await previous.close_replaced()
+        await self.send_frame({"type": "tunnel.connected", "device_id": self.device_id, "at": rfc3339(time.time())})
+        self._watchdog = asyncio.ensure_future(self._read_deadline())
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        self.last_activity = time.monotonic()
+        raw = text_data if text_data is not None else (bytes_data or b"").decode("utf-8", "replace")
+        try:
+            frame = json.loads(raw)
+        except ValueError:
+            frame = None
+        if not isinstance(frame, dict):
+            await self.send_frame({"type": "tunnel.error", "error": "invalid_json"})
+            return
+        kind = frame.get("type")
+        if kind == "tunnel.activate":
+            await self.send_frame(await self._activate(frame))
+        elif kind == "tunnel.deactivate":
+            await self.send_frame(await self._deactivate(frame))
+        elif kind == "tunnel.response":
+            await self._response(frame)
+        elif kind in ("ping", "heartbeat"):
+            return
+        else:
+            await self.send_frame({"type": "tunnel.error", "error": "unknown_frame_type"})
+
+    async def _activate(self, frame: dict[str, Any]) -> dict[str, Any]:
+        request_id = frame.get("request_id") if isinstance(frame.get("request_id"), str) else ""
+        results = []
+        for route_id in _route_ids(frame):
+            rejection = await database_sync_to_async(services.activation_check)(
+                route_id=route_id, owner_uid=self.owner_uid, device_id=self.device_id
+            )
+            if rejection is not None:
+                results.append(rejection)
+                continue
+            previous = tunnels.bind(route_id, self)
+            await database_sync_to_async(services.set_status)(route_id, "active")
+            if previous is not None:
+                await previous.send_frame(_deactivated(route_id, "superseded"))
+            results.append({"route_id": route_id, "status": "active", "activation": "clean"})
+        return {
+            "type": "tunnel.activate.result",
+            "request_id": request_id or f"act_{secrets.token_hex(4)}",
+            "results": results,
+        }
+
+    async def _deactivate(self, frame: dict[str, Any]) -> dict[str, Any]:
+        request_id = frame.get("request_id") if isinstance(frame.get("request_id"), str) else ""
+        results = []
+        for route_id in _route_ids(frame):
+            if tunnels.unbind(route_id, self) is None:
+                error = {"code": "route_not_found", "message": "Route not active on this tunnel"}
+                results.append({"route_id": route_id, "status": "rejected", "error": error})
+                continue
+            await database_sync_to_async(services.set_status)(route_id, "inactive")
+            results.append({"route_id": route_id, "status": "inactive"})
+        return {
+            "type": "tunnel.deactivate.result",
+            "request_id": request_id or f"deact_{secrets.token_hex(4)}",
+            "results": results,
+        }
+
+    async def _response(self, frame: dict[str, Any]) -> None:
+        request_id = frame.get("request_id")
+        if not isinstance(request_id, str) or not request_id:
+            return
+        entry = inflight.get(request_id)
+        if entry is None:
+            return  # unknown or already answered (a late answer after a 504)
+        if entry.device_id != self.device_id:
+            await self.send_frame(
+                {
+                    "type": "tunnel.error",
+                    "error": "response_ownership_mismatch",
+                    "request_id": request_id,
+                    "message": "You do not own this inflight request",
+                }
+            )
+            return
+        inflight.pop(request_id)
+        if not entry.future.done():
+            entry.future.set_result(frame)
+
+    async def send_frame(self, frame: dict[str, Any]) -> bool:
+        try:
+            async with self._send_lock:
+                await asyncio.wait_for(self.send(text_data=json.dumps(frame, separators=(",", ":"))), timeout=10)
+        except Exception:
+            await self._drop()
+            return False
+        return True
+
+    async def route_deactivated(self, route_id: str, reason: str) -> None:
+        """The route was updated or deleted through the API: forget it and tell the tunnel client."""
+        if tunnels.unbind(route_id, self) is not None:
+            await self.send_frame(_deactivated(route_id, reason))
+
+    async def close_replaced(self) -> None:
+        await self._unregister()
+        with contextlib.suppress(Exception):
+            await self.close(code=1000, reason="replaced_by_new_connection")
+
+    async def _drop(self) -> None:
+        await self._unregister()
+        with contextlib.suppress(Exception):
+            await self.close()
+
+    async def _read_deadline(self) -> None:
+        while True:
+            remaining = READ_DEADLINE_SECONDS - (time.monotonic() - self.last_activity)
+            if remaining <= 0:
+                await self._drop()
+                return
+            await asyncio.sleep(remaining)
+
+    async def _unregister(self) -> None:
+        if not self.registered:
+            return
+        self.registered = False
+        watchdog = getattr(self, "_watchdog", None)
+        if watchdog is not None and watchdog is not asyncio.current_task():
+            watchdog.cancel()
+        held = list(self.routes)
+        tunnels.unregister(self)
+        inflight.fail_connection(self.connection_id)
+        with contextlib.suppress(Exception):
+            await database_sync_to_async(services.routes_provisioned)(held)
+
+    async def disconnect(self, code: int) -> None:
+        await self._unregister()
+
+
+def _deactivated(route_id: str, reason: str) -> dict[str, Any]:
+    return {"type": "tunnel.route_deactivated", "route_id": route_id, "reason": reason, "at": rfc3339(time.time())}

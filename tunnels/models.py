@@ -1,0 +1,34 @@
+"""Integration routes: public webhook URLs bound to a device's tunnel (tunnels.md §1). Tokens are stored as hashes."""
+
+from __future__ import annotations
+
+from django.db import models
+
+from relay.models import Device
+
+
+class IntegrationRoute(models.Model):
+    PROVISIONED, ACTIVE, INACTIVE = "provisioned", "active", "inactive"
+
+    route_id = models.CharField(max_length=40, primary_key=True)
+    owner_uid = models.CharField(max_length=255, db_index=True)
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="routes", db_column="device_id")
+    interface_id = models.CharField(max_length=255, blank=True)
+    interface_type = models.CharField(max_length=32)
+    token_auth_mode = models.CharField(max_length=16, default="path")
+    status = models.CharField(max_length=16, default=PROVISIONED)
+    deadline_ms = models.IntegerField(default=2500)
+    max_body_bytes = models.IntegerField(default=1048576)
+    token_max_age_days = models.IntegerField(default=90)
+    token_expires_at = models.DateTimeField()
+    token_last_used_at = models.DateTimeField(null=True)
+    # SHA-256 (lowercase hex) of the current token, and of the previous one during its rotation grace.
+    token_hash = models.CharField(max_length=64)
+    previous_token_hash = models.CharField(max_length=64, blank=True)
+    previous_token_expires_at = models.DateTimeField(null=True)
+    version = models.IntegerField(default=1)
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return self.route_id

@@ -1,0 +1,113 @@
+"""Live tunnel sockets of this process and the webhook requests waiting for their answers.
+
+Both exist only to deliver: a webhook request is written to the socket that holds its route and awaited on a future
+that the socket's `tunnel.response` resolves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+MAX_INFLIGHT = 1000
+
+
+class TunnelSocket(Protocol):
+    device_id: str
+    owner_uid: str
+    connection_id: str
+    routes: set[str]
+
+    async def send_frame(self, frame: dict[str, Any]) -> bool: ...
+
+    async def close_replaced(self) -> None: ...
+
+
+class TunnelRegistry:
+    def __init__(self) -> None:
+        self._by_device: dict[str, TunnelSocket] = {}
+        self._route_owner: dict[str, TunnelSocket] = {}
+
+    def register(self, socket: TunnelSocket) -> TunnelSocket | None:
+        previous = self._by_device.get(socket.device_id)
+        self._by_device[socket.device_id] = socket
+        return previous if previous is not socket else None
+
+    def unregister(self, socket: TunnelSocket) -> bool:
+        for route_id in list(socket.routes):
+            self.unbind(route_id, socket)
+        if self._by_device.get(socket.device_id) is socket:
+            del self._by_device[socket.device_id]
+            return True
+        return False
+
+    def bind(self, route_id: str, socket: TunnelSocket) -> TunnelSocket | None:
+        """Route `route_id` to `socket`; returns the socket that held it before (if another)."""
+        previous = self._route_owner.get(route_id)
+        self._route_owner[route_id] = socket
+        socket.routes.add(route_id)
+        if previous is not None and previous is not socket:
+            previous.routes.discard(route_id)
+            return previous
+        return None
+
+    def unbind(self, route_id: str, socket: TunnelSocket | None = None) -> TunnelSocket | None:
+        holder = self._route_owner.get(route_id)
+        if holder is None or (socket is not None and holder is not socket):
+            return None
+        del self._route_owner[route_id]
+        holder.routes.discard(route_id)
+        return holder
+
+    def holder(self, route_id: str) -> TunnelSocket | None:
+        return self._route_owner.get(route_id)
+
+    def count(self) -> int:
+        return len(self._by_device)
+
+    def count_for_owner(self, owner_uid: str, *, excluding_device: str = "") -> int:
+        return sum(1 for s in self._by_device.values() if s.owner_uid == owner_uid and s.device_id != excluding_device)
+
+
+@dataclass
+class Inflight:
+    request_id: str
+    device_id: str
+    connection_id: str
+    future: asyncio.Future[dict[str, Any]]
+    started: float = field(default_factory=time.monotonic)
+
+
+class InflightRequests:
+    def __init__(self) -> None:
+        self._by_id: dict[str, Inflight] = {}
+
+    def add(self, request_id: str, device_id: str, connection_id: str) -> Inflight | None:
+        """Track a request sent down socket `connection_id`; None when MAX_INFLIGHT are already waiting."""
+        if len(self._by_id) >= MAX_INFLIGHT:
+            return None
+        entry = Inflight(request_id, device_id, connection_id, asyncio.get_running_loop().create_future())
+        self._by_id[request_id] = entry
+        return entry
+
+    def get(self, request_id: str) -> Inflight | None:
+        return self._by_id.get(request_id)
+
+    def pop(self, request_id: str) -> Inflight | None:
+        return self._by_id.pop(request_id, None)
+
+    def fail_connection(self, connection_id: str) -> None:
+        """A tunnel socket went away: requests sent down it fail now instead of at their deadline."""
+        for request_id, entry in list(self._by_id.items()):
+            if entry.connection_id == connection_id and not entry.future.done():
+                entry.future.set_exception(ConnectionError("tunnel closed"))
+                self._by_id.pop(request_id, None)
+
+    def count(self) -> int:
+        return len(self._by_id)
+
+
+tunnels = TunnelRegistry()
+inflight = InflightRequests()

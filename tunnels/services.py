@@ -1,0 +1,433 @@
+"""Integration route rules (tunnels.md §1-2, §3.2, §4): CRUD, token rotation, activation and the ingress checks."""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+
+from gateway_site.auth import Principal
+from gateway_site.errors import ApiError
+from gateway_site.ids import canonical_email, is_valid_id
+from relay.models import Device
+from tunnels import tokens
+from tunnels.models import IntegrationRoute
+
+logger = logging.getLogger("gateway.tunnels")
+
+INTERFACE_TYPE_RE = re.compile(r"[a-z][a-z0-9_]{0,31}")
+MAX_ROUTES_PER_OWNER = 100
+INT_RANGES = {
+    "deadline_ms": (500, 10000, 2500),
+    "max_body_bytes": (1024, 5242880, 1048576),
+    "token_max_age_days": (1, 365, 90),
+}
+
+
+class RouteError(ApiError):
+    """The integrations error shape: `{"error": {"code": …, "message": …}}` (tunnels.md §2)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message, status=status)
+        self.code = code
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"code": self.code, "message": self.message}}
+
+
+def invalid(message: str) -> RouteError:
+    return RouteError(400, "invalid_request", message)
+
+
+def _now() -> datetime:
+    return datetime.now(tz=UTC).replace(microsecond=0)
+
+
+def rfc3339(value: datetime | None) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if value else ""
+
+
+def public_url(route_id: str, token: str) -> str:
+    base = settings.GATEWAY.public_base_url.rstrip("/") or "http://localhost:8080"
+    return f"{base}/integrations/{route_id}/{token}"
+
+
+def route_view(route: IntegrationRoute) -> dict[str, Any]:
+    return {
+        "route_id": route.route_id,
+        "interface_id": route.interface_id,
+        "interface_type": route.interface_type,
+        "token_auth_mode": route.token_auth_mode,
+        "status": route.status,
+        "deadline_ms": route.deadline_ms,
+        "max_body_bytes": route.max_body_bytes,
+        "token_max_age_days": route.token_max_age_days,
+        "token_expires_at": rfc3339(route.token_expires_at),
+        "token_last_used_at": rfc3339(route.token_last_used_at),
+        "created_at": rfc3339(route.created_at),
+        "updated_at": rfc3339(route.updated_at),
+    }
+
+
+def _int(body: dict[str, Any], name: str) -> int | None:
+    """An optional JSON integer; any other type makes the whole body invalid (tunnels.md §2.1)."""
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise invalid("Invalid request body")
+    return value
+
+
+def _str(body: dict[str, Any], name: str) -> str:
+    value = body.get(name)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise invalid("Invalid request body")
+    return value.strip()
+
+
+def _check_range(name: str, value: int | None) -> int | None:
+    if value is None:
+        return None
+    low, high, _ = INT_RANGES[name]
+    if not low <= value <= high:
+        raise invalid(f"{name} must be between {low} and {high}")
+    return value
+
+
+# -- create / update / delete / list / rotate ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CreatedRoute:
+    route: IntegrationRoute
+    token: str
+
+
+def route_create(*, principal: Principal, body: dict[str, Any], header_device_id: str | None) -> CreatedRoute:
+    """§2.1, checks in order. In demo mode an unknown device is registered for the caller on the fly."""
+    numbers = {name: _int(body, name) for name in INT_RANGES}
+    device_id = _str(body, "device_id") or (header_device_id or "").strip()
+    interface_type = _str(body, "interface_type")
+    auth_mode = _str(body, "token_auth_mode")
+    chosen_token = _str(body, "route_token")
+    interface_id = _str(body, "interface_id")
+    if not device_id:
+        raise invalid("device_id is required")
+    if not is_valid_id(device_id):
+        raise invalid("Invalid device_id format")
+    device = Device.objects.filter(device_id=device_id).first()
+    if device is None:
+        if settings.GATEWAY.auth_mode != "demo":
+            raise invalid("Device not found; register the device before creating a route")
+        device, _ = Device.objects.get_or_create(
+            device_id=device_id,
+            defaults={
+                "owner_uid": principal.uid,
+                "owner_email": canonical_email(principal.email),
+                "display_name": device_id,
+                "updated_at": _now(),
+            },
+        )
+    if device.owner_uid != principal.uid:
+        raise RouteError(403, "forbidden", "You do not own this device")
+    if not INTERFACE_TYPE_RE.fullmatch(interface_type):
+        raise invalid("interface_type must match ^[a-z][a-z0-9_]{0,31}$")
+    if auth_mode not in ("", "path"):
+        raise invalid("token_auth_mode must be 'path'")
+    values = {name: _check_range(name, numbers[name]) for name in INT_RANGES}
+    if chosen_token:
+        problem = tokens.token_problem(chosen_token)
+        if problem:
+            raise RouteError(422, "token_validation_failed", problem)
+    token = chosen_token or tokens.new_token()
+    now = _now()
+    max_age = values["token_max_age_days"] or INT_RANGES["token_max_age_days"][2]
+    with transaction.atomic():
+        # Counted inside the write transaction, so concurrent creates cannot pass the limit together.
+        if IntegrationRoute.objects.filter(owner_uid=principal.uid).count() >= MAX_ROUTES_PER_OWNER:
+            raise RouteError(429, "route_limit_exceeded", "Maximum of 100 integration routes per owner reached")
+        route = IntegrationRoute.objects.create(
+            route_id=tokens.new_route_id(),
+            owner_uid=principal.uid,
+            device=device,
+            interface_id=interface_id,
+            interface_type=interface_type,
+            token_auth_mode="path",  # noqa: S106 - the auth mode's name, not a secret
+            status=IntegrationRoute.PROVISIONED,
+            deadline_ms=values["deadline_ms"] or INT_RANGES["deadline_ms"][2],
+            max_body_bytes=values["max_body_bytes"] or INT_RANGES["max_body_bytes"][2],
+            token_max_age_days=max_age,
+            token_expires_at=now + timedelta(days=max_age),
+            token_hash=tokens.token_hash(token),
+            created_at=now,
+            updated_at=now,
+        )
+    return CreatedRoute(route, token)
+
+
+def _owned_route(principal: Principal | None, route_id: str) -> IntegrationRoute:
+    route = IntegrationRoute.objects.filter(route_id=route_id).first()
+    if route is None:
+        raise RouteError(404, "route_not_found", "Route not found")
+    if principal is not None and route.owner_uid != principal.uid:
+        raise RouteError(403, "forbidden", "You do not own this route")
+    return route
+
+
+def validate_route_id(route_id: str) -> str:
+    if not tokens.ROUTE_ID_RE.fullmatch(route_id):
+        raise invalid("route_id is required")
+    return route_id
+
+
+def _save_versioned(route: IntegrationRoute, **changes: Any) -> IntegrationRoute:
+    """Optimistic update: applies only if nobody changed the route since it was read (409 otherwise)."""
+    changes["version"] = route.version + 1
+    updated = IntegrationRoute.objects.filter(route_id=route.route_id, version=route.version).update(**changes)
+    if updated != 1:
+        raise RouteError(409, "version_conflict", "Route was modified concurrently; please retry")
+    for name, value in changes.items():
+        setattr(route, name, value)
+    return route
+
+
+@dataclass(frozen=True)
+class UpdatedRoute:
+    route: IntegrationRoute
+    drop_activation: bool  # the tunnel must be told `tunnel.route_deactivated` (route_updated)
+
+
+def route_update(*, principal: Principal, route_id: str, body: dict[str, Any]) -> UpdatedRoute:
+    """§2.2, checks in order; the caller drops a live activation when `drop_activation`."""
+    validate_route_id(route_id)
+    numbers = {name: _int(body, name) for name in ("deadline_ms", "max_body_bytes")}
+    device_id = _str(body, "device_id")
+    auth_mode = _str(body, "token_auth_mode")
+    status = _str(body, "status")
+    device = None
+    if device_id:
+        if not is_valid_id(device_id):
+            raise invalid("Invalid device_id format")
+        device = Device.objects.filter(device_id=device_id).first()
+        if device is None:
+            raise invalid("Device not found; register the device before binding it to a route")
+        if device.owner_uid != principal.uid:
+            raise RouteError(403, "forbidden", "You do not own this device")
+    route = _owned_route(principal, route_id)
+    values = {name: _check_range(name, numbers[name]) for name in numbers}
+    if auth_mode and auth_mode != "path":
+        raise invalid("token_auth_mode must be 'path'")
+    if status == "active":
+        raise RouteError(400, "invalid_route_update", "'active' status is set via tunnel activation, not REST API")
+    if status and status not in (IntegrationRoute.PROVISIONED, IntegrationRoute.INACTIVE):
+        raise RouteError(400, "invalid_route_update", "status must be 'provisioned' or 'inactive'")
+    changes: dict[str, Any] = {name: value for name, value in values.items() if value is not None}
+    device_changed = device is not None and device.device_id != route.device_id
+    if device is not None and device_changed:
+        changes["device_id"] = device.device_id
+        if route.status == IntegrationRoute.ACTIVE:
+            changes["status"] = IntegrationRoute.PROVISIONED
+    if status:
+        changes["status"] = status
+    changes["updated_at"] = _now()
+    route = _save_versioned(route, **changes)
+    if device_changed:
+        route.refresh_from_db()
+    return UpdatedRoute(route, drop_activation=bool(status) or device_changed)
+
+
+def route_delete(*, principal: Principal, route_id: str) -> dict[str, Any]:
+    validate_route_id(route_id)
+    route = _owned_route(principal, route_id)
+    route.delete()
+    return {"ok": True, "route_id": route_id, "revoked_at": rfc3339(_now())}
+
+
+def route_list(*, principal: Principal, interface_type: str = "", status: str = "") -> list[dict[str, Any]]:
+    routes = IntegrationRoute.objects.filter(owner_uid=principal.uid)
+    if interface_type:
+        routes = routes.filter(interface_type=interface_type)
+    if status:
+        routes = routes.filter(status=status)
+    return [route_view(r) for r in routes.order_by("-created_at", "-route_id")]
+
+
+@dataclass(frozen=True)
+class Rotation:
+    route: IntegrationRoute
+    token: str
+
+    def view(self) -> dict[str, Any]:
+        body = {
+            "route_id": self.route.route_id,
+            "public_url": public_url(self.route.route_id, self.token),
+            "route_token": self.token,
+            "token_expires_at": rfc3339(self.route.token_expires_at),
+        }
+        if self.route.previous_token_hash and self.route.previous_token_expires_at:
+            body["previous_token_expires_at"] = rfc3339(self.route.previous_token_expires_at)
+        return body
+
+
+def grace_from(body: dict[str, Any] | None) -> int:
+    """`grace_seconds` 0-1800 (default 300); an unparsable body counts as empty (tunnels.md §2.5)."""
+    value = (body or {}).get("grace_seconds")
+    if value is None or isinstance(value, bool) or not isinstance(value, int):
+        return 300
+    if not 0 <= value <= 1800:
+        raise invalid("grace_seconds must be between 0 and 1800")
+    return value
+
+
+def route_token_rotate(*, principal: Principal | None, route_id: str, grace_seconds: int) -> Rotation:
+    """A new current token; the old one stays valid for `grace_seconds` (0: at once invalid).
+
+    `principal=None` is the operator (the `rotate_route_tokens` command), who may rotate any route.
+    """
+    validate_route_id(route_id)
+    route = _owned_route(principal, route_id)
+    token = tokens.new_token()
+    now = _now()
+    changes: dict[str, Any] = {
+        "token_hash": tokens.token_hash(token),
+        "token_expires_at": now + timedelta(days=route.token_max_age_days),
+        "updated_at": now,
+    }
+    if grace_seconds > 0:
+        changes["previous_token_hash"] = route.token_hash
+        changes["previous_token_expires_at"] = now + timedelta(seconds=grace_seconds)
+    else:
+        changes["previous_token_hash"] = ""
+        changes["previous_token_expires_at"] = None
+    route = _save_versioned(route, **changes)
+    logger.info("route token rotated", extra={"fields": {"route_id": route_id}})
+    return Rotation(route, token)
+
+
+def routes_to_rotate(*, route_id: str = "", owner_uid: str = "", expired: bool = False) -> list[str]:
+    """The route ids an operator asked for: one route, every route of an owner, or every expired token."""
+    routes = IntegrationRoute.objects.all()
+    if route_id:
+        routes = routes.filter(route_id=route_id)
+    if owner_uid:
+        routes = routes.filter(owner_uid=owner_uid)
+    if expired:
+        routes = routes.filter(token_expires_at__lte=_now())
+    return list(routes.order_by("created_at", "route_id").values_list("route_id", flat=True))
+
+
+def routes_rotate(
+    *, route_id: str = "", owner_uid: str = "", expired: bool = False, grace_seconds: int = 300
+) -> list[dict[str, Any]]:
+    """Rotate the selected routes; returns one `{route_id, owner_uid, public_url, …}` per changed route."""
+    if not (route_id or owner_uid or expired):
+        raise invalid("choose a route, an owner or expired tokens")
+    if route_id:
+        validate_route_id(route_id)
+    changed = []
+    for rid in routes_to_rotate(route_id=route_id, owner_uid=owner_uid, expired=expired):
+        rotation = route_token_rotate(principal=None, route_id=rid, grace_seconds=grace_seconds)
+        changed.append({"owner_uid": rotation.route.owner_uid, **rotation.view()})
+    return changed
+
+
+# -- activation (tunnels.md §3.2) ------------------------------------------------------------------------------------
+
+
+def activation_check(*, route_id: str, owner_uid: str, device_id: str) -> dict[str, Any] | None:
+    """None when the route may be activated on this tunnel, else the rejection result."""
+
+    def rejected(code: str, message: str) -> dict[str, Any]:
+        return {"route_id": route_id, "status": "rejected", "error": {"code": code, "message": message}}
+
+    route = IntegrationRoute.objects.filter(route_id=route_id).first()
+    if route is None:
+        return rejected("route_not_found", "Route not found")
+    if route.owner_uid != owner_uid:
+        return rejected("route_not_owned", "Route not owned by authenticated user")
+    if route.device_id != device_id:
+        return rejected("device_mismatch", "Route is bound to a different device")
+    # Two hardenings of the upstream (tunnels.md §9): a route its owner disabled stays disabled across tunnel
+    # reconnects, and a route whose token expired does not claim to be live while ingress answers 404.
+    if route.status == IntegrationRoute.INACTIVE:
+        return rejected("route_inactive", "Route is inactive; set its status to provisioned to allow activation")
+    if route.token_expires_at <= _now():
+        return rejected("token_expired", "Route token has expired; rotate it")
+    return None
+
+
+def set_status(route_id: str, status: str) -> None:
+    IntegrationRoute.objects.filter(route_id=route_id).update(status=status, updated_at=_now())
+
+
+def routes_provisioned(route_ids: list[str]) -> None:
+    """A tunnel went away: its active routes fall back to `provisioned`."""
+    if route_ids:
+        IntegrationRoute.objects.filter(route_id__in=route_ids, status=IntegrationRoute.ACTIVE).update(
+            status=IntegrationRoute.PROVISIONED, updated_at=_now()
+        )
+
+
+# -- ingress (tunnels.md §4) ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IngressRoute:
+    route_id: str
+    device_id: str
+    deadline_ms: int
+    max_body_bytes: int
+
+
+class IngressRefused(Exception):
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+def ingress_route(route_id: str, token: str) -> IngressRoute:
+    """Steps 2-6: the route, its token (constant time, current or previous in grace), expiry and status."""
+    if not route_id or not token:
+        raise IngressRefused(404)
+    route = IntegrationRoute.objects.filter(route_id=route_id).first()
+    if route is None:
+        raise IngressRefused(404)
+    presented = tokens.token_hash(token)
+    now = _now()
+    current = tokens.hashes_equal(presented, route.token_hash)
+    previous = (
+        route.previous_token_expires_at is not None
+        and now <= route.previous_token_expires_at
+        and tokens.hashes_equal(presented, route.previous_token_hash)
+    )
+    if not (current or previous):
+        raise IngressRefused(404)
+    if now > route.token_expires_at:
+        raise IngressRefused(404)
+    if route.status != IntegrationRoute.ACTIVE:
+        raise IngressRefused(503)
+    return IngressRoute(route.route_id, route.device_id, route.deadline_ms, route.max_body_bytes)
+
+
+def ingress_mark_used(route_id: str) -> None:
+    now = _now()
+    IntegrationRoute.objects.filter(route_id=route_id).update(token_last_used_at=now, updated_at=now)
+
+
+def health_counts(principal: Principal) -> dict[str, int]:
+    """`routes` of the caller; node-wide `tunnels` and `inflight`."""
+    from tunnels.registry import inflight, tunnels
+
+    return {
+        "routes": IntegrationRoute.objects.filter(owner_uid=principal.uid).count(),
+        "tunnels": tunnels.count(),
+        "inflight": inflight.count(),
+    }

@@ -1,0 +1,39 @@
+"""Route ids and route tokens (tunnels.md §1; vectors/routes.json)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+
+ROUTE_ID_RE = re.compile(r"rt_[a-f0-9]{32}")
+TOKEN_CHARS_RE = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def new_route_id() -> str:
+    return "rt_" + secrets.token_hex(16)
+
+
+def new_token() -> str:
+    """base64url without padding of 32 random bytes: 43 characters."""
+    return secrets.token_urlsafe(32)
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("ascii", "replace")).hexdigest()
+
+
+def hashes_equal(a: str, b: str) -> bool:
+    return bool(a) and bool(b) and hmac.compare_digest(a.encode(), b.encode())
+
+
+def token_problem(token: str) -> str | None:
+    """Why a caller-chosen token is refused (422 `token_validation_failed`), or None."""
+    if len(token) < 43:
+        return "route_token must be at least 43 characters"
+    if len(token) > 128:
+        return "route_token must be at most 128 characters"
+    if not TOKEN_CHARS_RE.fullmatch(token):
+        return "route_token must contain only [A-Za-z0-9_-]"
+    return None
