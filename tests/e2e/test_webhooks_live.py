@@ -29,7 +29,7 @@ async def tunnel_client(ws, seen: list, delays: dict[str, float]) -> None:
             continue
         seen.append(frame)
         await asyncio.sleep(delays.get(frame["route_id"], 0))
-        headers = dict((name.lower(), value) for name, value in frame["headers"])
+        headers = {name.lower(): value for name, value in frame["headers"]}
         answer = {
             "type": "tunnel.response",
             "request_id": frame["request_id"],
