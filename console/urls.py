@@ -1,7 +1,12 @@
-"""URL routes of the console app."""
+"""Console routes: the page and its assets."""
 
 from __future__ import annotations
 
-from typing import Any
+from django.urls import path
 
-urlpatterns: list[Any] = []
+from console import views
+
+urlpatterns = [
+    path("console", views.console),
+    path("console/assets/<str:name>", views.asset),
+]

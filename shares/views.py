@@ -9,7 +9,7 @@ from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 
 from gateway_site.auth import Principal
-from gateway_site.errors import BadRequest, json_response
+from gateway_site.errors import BadRequest, NotFound, json_response
 from gateway_site.jsonbody import json_object
 from gateway_site.views import api_view
 from relay import delivery
@@ -78,6 +78,19 @@ def leave(request: HttpRequest, grant_id: str) -> HttpResponse:
 def share_page(request: HttpRequest, token: str) -> HttpResponse:
     """DECISIONS D2: the page an invite link opens. The console completes the sign-in and accept flow."""
     preview = services.invite_preview(token)
+    if "application/json" in request.headers.get("Accept", ""):
+        # The console's accept view asks for the same facts the page shows.
+        if preview is None:
+            raise NotFound("invite not found or already used")
+        return json_response(
+            {
+                "deviceName": preview.device_name,
+                "ownerEmail": preview.owner_email,
+                "status": preview.status,
+                "inviteTokenExpiresAt": preview.expires_at,
+            },
+            headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
+        )
     response = render(
         request,
         "shares/invite.html",

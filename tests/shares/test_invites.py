@@ -257,3 +257,13 @@ def test_invite_link_page_shows_what_is_shared(client, device):
 def test_unknown_invite_link_page(client):
     response = client.get("/share/nope-nope-nope")
     assert response.status_code == 404 and "not valid" in response.content.decode()
+
+
+def test_invite_preview_as_json(client, device):
+    token = invite_token(invite(client))
+    response = client.get(f"/share/{token}", HTTP_ACCEPT="application/json")
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["deviceName"], body["ownerEmail"], body["status"]) == ("office-mac", "owner@example.com", "pending")
+    missing = client.get("/share/unknown-token-x", HTTP_ACCEPT="application/json")
+    assert (missing.status_code, missing.json()) == (404, {"error": "invite not found or already used"})
