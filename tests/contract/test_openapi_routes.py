@@ -17,8 +17,9 @@ FRAMEWORK_404 = {"error": "Not Found", "code": 404}
 
 
 def concrete(path: str) -> str:
-    """A documented path with every `{param}` replaced by a sample value."""
-    return re.sub(r"\{[^}]+\}", "sample_id", path)
+    """A documented path with every `{param}` replaced by its documented example, else a sample value."""
+    examples = {p["name"]: p["example"] for p in SPEC["paths"].get(path, {}).get("parameters", []) if "example" in p}
+    return re.sub(r"\{([^}]+)\}", lambda m: str(examples.get(m.group(1), "sample_id")), path)
 
 
 OPERATIONS = [
