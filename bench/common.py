@@ -82,12 +82,26 @@ def start_server(kind: str, app: str = "gateway") -> Server:
     if kind == "daphne":
         command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), target]
     else:
-        command = [sys.executable, "-m", "uvicorn", target, "--host", "127.0.0.1", "--port", str(port),
-                   "--no-access-log", "--log-level", "warning", "--lifespan", "off"]
+        command = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            target,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+            "--lifespan",
+            "off",
+        ]
     env = {**os.environ, **SERVER_ENV, "DJANGO_SETTINGS_MODULE": "gateway_site.settings", "PORT": str(port)}
-    log = tempfile.TemporaryFile()
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                               preexec_fn=lambda: raise_fd_limit())
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by Server.stop
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=lambda: raise_fd_limit()
+    )
     server = Server(kind, app, port, process, log)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -128,7 +142,9 @@ def b64(data: bytes) -> str:
 
 def owner_token(base: str, client_id: str) -> str:
     """A demo client_credentials token: subject `client:<client_id>`, with the device scope."""
-    response = httpx.post(f"{base}/oauth/token", data={"grant_type": "client_credentials", "client_id": client_id}, timeout=30)
+    response = httpx.post(
+        f"{base}/oauth/token", data={"grant_type": "client_credentials", "client_id": client_id}, timeout=30
+    )
     response.raise_for_status()
     return str(response.json()["access_token"])
 
@@ -147,16 +163,26 @@ class Identity:
 
 
 def register_device(http: httpx.Client, token: str, device_id: str, identity: Identity) -> None:
-    response = http.put(f"/gateway/v1/devices/{device_id}/identity-key", json={"public_key": identity.public_b64},
-                        headers={"Authorization": f"Bearer {token}"})
+    response = http.put(
+        f"/gateway/v1/devices/{device_id}/identity-key",
+        json={"public_key": identity.public_b64},
+        headers={"Authorization": f"Bearer {token}"},
+    )
     response.raise_for_status()
 
 
 def ack_for(request: dict[str, Any], identity: Identity) -> dict[str, Any]:
     """The agent's handshake ack (the benchmark agent never decrypts, so its ephemeral key is just random)."""
     agent_key = b64(os.urandom(32))
-    text = "|".join([request["session_id"], request["handshake_id"], request["client_ephemeral_public_key"],
-                     request["client_session_nonce"], agent_key])
+    text = "|".join(
+        [
+            request["session_id"],
+            request["handshake_id"],
+            request["client_ephemeral_public_key"],
+            request["client_session_nonce"],
+            agent_key,
+        ]
+    )
     digest = hashlib.sha256(text.encode()).digest()
     return {
         "device_id": request["device_id"],

@@ -53,7 +53,11 @@ class Relay:
     @property
     def paths(self) -> dict[str, str]:
         if self.baseline:
-            return {"agent_path": "/b/agent", "message_path": "/b/sessions/{sid}/messages", "events_path": "/b/sessions/{sid}/events"}
+            return {
+                "agent_path": "/b/agent",
+                "message_path": "/b/sessions/{sid}/messages",
+                "events_path": "/b/sessions/{sid}/events",
+            }
         return {
             "agent_path": f"/gateway/v1/agent/connect?device_id={self.device_id}",
             "message_path": "/gateway/v1/sessions/{sid}/messages",
@@ -66,8 +70,16 @@ class Relay:
         raw = self.identity.private.private_bytes(
             serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
         )
-        cfg = {"base": self.base, "token": self.token, "identity": raw, "baseline": self.baseline, "deadline": self.deadline,
-               "sessions": self.session_ids, **self.paths, **extra}
+        cfg = {
+            "base": self.base,
+            "token": self.token,
+            "identity": raw,
+            "baseline": self.baseline,
+            "deadline": self.deadline,
+            "sessions": self.session_ids,
+            **self.paths,
+            **extra,
+        }
         ready, go, done, queue = CTX.Event(), CTX.Event(), CTX.Event(), CTX.Queue()
         process = CTX.Process(target=workers.agent, args=(cfg, ready, go, done, queue))
         process.start()
@@ -80,12 +92,21 @@ class Relay:
         headers = {"Authorization": f"Bearer {self.token}"}
         with httpx.Client(base_url=self.base, timeout=30) as http:
             for sid in self.session_ids:
-                body = {"device_id": self.device_id, "handshake_id": f"hs_{sid}", "client_session_nonce": "bm9uY2U=",
-                        "client_ephemeral_public_key": "zY++EJfS+1RqnBvK+5wAOKlyQqMxyvlENYEvCqkqdBU="}
-                http.post(f"/gateway/v1/sessions/{sid}/handshake/client-init", json=body, headers=headers).raise_for_status()
+                body = {
+                    "device_id": self.device_id,
+                    "handshake_id": f"hs_{sid}",
+                    "client_session_nonce": "bm9uY2U=",
+                    "client_ephemeral_public_key": "zY++EJfS+1RqnBvK+5wAOKlyQqMxyvlENYEvCqkqdBU=",
+                }
+                http.post(
+                    f"/gateway/v1/sessions/{sid}/handshake/client-init", json=body, headers=headers
+                ).raise_for_status()
             deadline = time.monotonic() + 30
             for sid in self.session_ids:
-                while http.get(f"/gateway/v1/sessions/{sid}/handshake/hs_{sid}", headers=headers).json()["status"] != "agent_acknowledged":
+                while (
+                    http.get(f"/gateway/v1/sessions/{sid}/handshake/hs_{sid}", headers=headers).json()["status"]
+                    != "agent_acknowledged"
+                ):
                     assert time.monotonic() < deadline, "handshakes did not complete"
                     time.sleep(0.02)
 
@@ -99,9 +120,15 @@ def client_to_agent(base: str, baseline: bool, *, frames: int, rate: int, deadli
     posters = []
     for chunk in _split(relay.session_ids, 2):
         queue = CTX.Queue()
-        cfg = {"base": base, "token": relay.token, "sessions": chunk, "per_session": per_session,
-               "rate": rate * len(chunk) / len(relay.session_ids) if rate else 0, "deadline": deadline,
-               "message_path": relay.paths["message_path"]}
+        cfg = {
+            "base": base,
+            "token": relay.token,
+            "sessions": chunk,
+            "per_session": per_session,
+            "rate": rate * len(chunk) / len(relay.session_ids) if rate else 0,
+            "deadline": deadline,
+            "message_path": relay.paths["message_path"],
+        }
         process = CTX.Process(target=workers.poster, args=(cfg, queue))
         process.start()
         posters.append((process, queue))
@@ -117,7 +144,9 @@ def client_to_agent(base: str, baseline: bool, *, frames: int, rate: int, deadli
     }
 
 
-def agent_to_client(base: str, baseline: bool, *, frames: int, rate: int, sessions: int, subscribers: int, deadline: float) -> dict[str, Any]:
+def agent_to_client(
+    base: str, baseline: bool, *, frames: int, rate: int, sessions: int, subscribers: int, deadline: float
+) -> dict[str, Any]:
     """Measurement 2 (and 3 with one session and many subscribers): agent frames received over SSE."""
     relay = Relay(base, baseline, sessions=sessions, deadline=deadline)
     agent, go, done, agent_out, _ = relay.start_agent(send_total=frames, rate=rate)
@@ -127,8 +156,14 @@ def agent_to_client(base: str, baseline: bool, *, frames: int, rate: int, sessio
     for chunk in _split(streams, 2):
         ready, queue = CTX.Event(), CTX.Queue()
         share = round(expected_total * len(chunk) / len(streams))
-        cfg = {"base": base, "token": relay.token, "streams": chunk, "deadline": deadline, "expect": share,
-               "events_path": relay.paths["events_path"]}
+        cfg = {
+            "base": base,
+            "token": relay.token,
+            "streams": chunk,
+            "deadline": deadline,
+            "expect": share,
+            "events_path": relay.paths["events_path"],
+        }
         process = CTX.Process(target=workers.reader, args=(cfg, ready, done, queue))
         process.start()
         assert ready.wait(60), "streams did not open"
@@ -162,7 +197,7 @@ def idle_and_storm(server: Any, *, sockets: int, storm: int, deadline: float) ->
             register_device(http, token, device_id, Identity.new())
             devices.append((device_id, token))
     rss_before = server.rss_kib()
-    storm_devices = set(d for d, _ in devices[:storm])
+    storm_devices = {d for d, _ in devices[:storm]}
     workers_list = []
     go, done = CTX.Event(), CTX.Event()
     for chunk in _split(devices, 4):
@@ -211,7 +246,9 @@ def _storm(base: str, devices: list[tuple[str, str]], deadline: float) -> dict[s
         limit = time.monotonic() + 30
         while time.monotonic() < limit:
             online = sum(
-                1 for token in owners for d in http.get("/gateway/v1/devices", headers={"Authorization": f"Bearer {token}"}).json()["devices"]
+                1
+                for token in owners
+                for d in http.get("/gateway/v1/devices", headers={"Authorization": f"Bearer {token}"}).json()["devices"]
                 if d["status"] == "online"
             )
             if online >= len(devices):
@@ -232,23 +269,41 @@ def ingress(base: str, *, requests: int, rate: int, deadline: float) -> dict[str
     token = owner_token(base, f"hooks-{secrets.token_hex(4)}")
     device_id = f"dev_{secrets.token_hex(16)}"
     with httpx.Client(base_url=base, timeout=30) as http:
-        created = http.post("/gateway/v1/integrations/routes", json={"device_id": device_id, "interface_type": "http"},
-                            headers={"Authorization": f"Bearer {token}"}).json()
+        created = http.post(
+            "/gateway/v1/integrations/routes",
+            json={"device_id": device_id, "interface_type": "http"},
+            headers={"Authorization": f"Bearer {token}"},
+        ).json()
     route_id = created["route"]["route_id"]
     path = f"/integrations/{route_id}/{created['route_token']}"
     ready, done, queue = CTX.Event(), CTX.Event(), CTX.Queue()
-    tunnel = CTX.Process(target=workers.tunnel, args=({"base": base, "token": token, "device_id": device_id, "route_id": route_id, "deadline": deadline}, ready, done, queue))
+    tunnel = CTX.Process(
+        target=workers.tunnel,
+        args=(
+            {"base": base, "token": token, "device_id": device_id, "route_id": route_id, "deadline": deadline},
+            ready,
+            done,
+            queue,
+        ),
+    )
     tunnel.start()
     assert ready.wait(30), "tunnel did not activate"
     results = {}
-    for label, cfg in (("saturation", {"concurrency": 32, "total": requests, "rate": 0}),
-                       ("fixed_rate", {"concurrency": 16, "total": max(1, rate * 5), "rate": rate})):
+    for label, cfg in (
+        ("saturation", {"concurrency": 32, "total": requests, "rate": 0}),
+        ("fixed_rate", {"concurrency": 16, "total": max(1, rate * 5), "rate": rate}),
+    ):
         out = CTX.Queue()
-        process = CTX.Process(target=workers.webhooks, args=({"base": base, "path": path, "deadline": deadline, **cfg}, out))
+        process = CTX.Process(
+            target=workers.webhooks, args=({"base": base, "path": path, "deadline": deadline, **cfg}, out)
+        )
         process.start()
         result = _collect(process, out, deadline + 30)
-        results[label] = {"requests_per_s": round(result["ok"] / max(1e-6, result["seconds"]), 1), "errors": result["errors"],
-                          **latency_summary(result["latencies"])}
+        results[label] = {
+            "requests_per_s": round(result["ok"] / max(1e-6, result["seconds"]), 1),
+            "errors": result["errors"],
+            **latency_summary(result["latencies"]),
+        }
     done.set()
     _collect(tunnel, queue, deadline + 30)
     return results
@@ -267,16 +322,42 @@ def run_server(kind: str, quick: bool) -> dict[str, Any]:
     try:
         base = server.url
         results["client_to_agent"] = {
-            "saturation": timed("client->agent saturation", lambda: client_to_agent(base, False, frames=int(4000 * scale), rate=0, deadline=deadline)),
-            "at_300_per_s": timed("client->agent 300/s", lambda: client_to_agent(base, False, frames=int(1500 * scale), rate=300, deadline=deadline)),
+            "saturation": timed(
+                "client->agent saturation",
+                lambda: client_to_agent(base, False, frames=int(4000 * scale), rate=0, deadline=deadline),
+            ),
+            "at_300_per_s": timed(
+                "client->agent 300/s",
+                lambda: client_to_agent(base, False, frames=int(1500 * scale), rate=300, deadline=deadline),
+            ),
         }
         results["agent_to_client"] = {
-            "saturation": timed("agent->client saturation", lambda: agent_to_client(base, False, frames=int(10000 * scale), rate=0, sessions=20, subscribers=1, deadline=deadline)),
-            "at_1000_per_s": timed("agent->client 1000/s", lambda: agent_to_client(base, False, frames=int(5000 * scale), rate=1000, sessions=20, subscribers=1, deadline=deadline)),
+            "saturation": timed(
+                "agent->client saturation",
+                lambda: agent_to_client(
+                    base, False, frames=int(10000 * scale), rate=0, sessions=20, subscribers=1, deadline=deadline
+                ),
+            ),
+            "at_1000_per_s": timed(
+                "agent->client 1000/s",
+                lambda: agent_to_client(
+                    base, False, frames=int(5000 * scale), rate=1000, sessions=20, subscribers=1, deadline=deadline
+                ),
+            ),
         }
-        results["fan_out"] = timed("fan-out", lambda: agent_to_client(base, False, frames=int(2000 * scale), rate=0, sessions=1, subscribers=10, deadline=deadline))
-        results["ingress"] = timed("ingress", lambda: ingress(base, requests=int(3000 * scale), rate=200, deadline=deadline))
-        both = timed("idle sockets and reconnect storm", lambda: idle_and_storm(server, sockets=int(5000 * scale), storm=int(1000 * scale), deadline=deadline * 2))
+        results["fan_out"] = timed(
+            "fan-out",
+            lambda: agent_to_client(
+                base, False, frames=int(2000 * scale), rate=0, sessions=1, subscribers=10, deadline=deadline
+            ),
+        )
+        results["ingress"] = timed(
+            "ingress", lambda: ingress(base, requests=int(3000 * scale), rate=200, deadline=deadline)
+        )
+        both = timed(
+            "idle sockets and reconnect storm",
+            lambda: idle_and_storm(server, sockets=int(5000 * scale), storm=int(1000 * scale), deadline=deadline * 2),
+        )
         results["idle"] = both["idle"]
         results["reconnect_storm"] = both["storm"]
     finally:
@@ -285,8 +366,16 @@ def run_server(kind: str, quick: bool) -> dict[str, Any]:
     try:
         base = baseline.url
         results["baseline"] = {
-            "client_to_agent": timed("baseline client->agent", lambda: client_to_agent(base, True, frames=int(4000 * scale), rate=0, deadline=deadline)),
-            "agent_to_client": timed("baseline agent->client", lambda: agent_to_client(base, True, frames=int(10000 * scale), rate=0, sessions=20, subscribers=1, deadline=deadline)),
+            "client_to_agent": timed(
+                "baseline client->agent",
+                lambda: client_to_agent(base, True, frames=int(4000 * scale), rate=0, deadline=deadline),
+            ),
+            "agent_to_client": timed(
+                "baseline agent->client",
+                lambda: agent_to_client(
+                    base, True, frames=int(10000 * scale), rate=0, sessions=20, subscribers=1, deadline=deadline
+                ),
+            ),
         }
     finally:
         baseline.stop()
@@ -300,7 +389,12 @@ def run_server(kind: str, quick: bool) -> dict[str, Any]:
 
 
 TARGETS = [
-    ("agent->client saturation (frames/s)", lambda r: r["agent_to_client"]["saturation"]["deliveries_per_s"], ">=", 2000),
+    (
+        "agent->client saturation (frames/s)",
+        lambda r: r["agent_to_client"]["saturation"]["deliveries_per_s"],
+        ">=",
+        2000,
+    ),
     ("agent->client p99 at 1000/s (ms)", lambda r: r["agent_to_client"]["at_1000_per_s"]["p99_ms"], "<=", 100),
     ("client->agent saturation (req/s)", lambda r: r["client_to_agent"]["saturation"]["frames_per_s"], ">=", 500),
     ("client->agent p99 at 300/s (ms)", lambda r: r["client_to_agent"]["at_300_per_s"]["p99_ms"], "<=", 100),

@@ -4,6 +4,7 @@ its queue. Every loop is bounded by a count and a deadline."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import time
@@ -38,9 +39,10 @@ async def _agent(cfg: dict[str, Any], ready: Any, go: Any, done: Any) -> dict[st
     latencies: list[float] = []
     received = 0
     deadline = time.monotonic() + cfg["deadline"]
-    async with websockets.connect(ws_url, additional_headers=headers, max_size=None) as ws, httpx.AsyncClient(
-        base_url=base, timeout=30
-    ) as http:
+    async with (
+        websockets.connect(ws_url, additional_headers=headers, max_size=None) as ws,
+        httpx.AsyncClient(base_url=base, timeout=30) as http,
+    ):
 
         async def read() -> None:
             nonlocal received
@@ -59,10 +61,9 @@ async def _agent(cfg: dict[str, Any], ready: Any, go: Any, done: Any) -> dict[st
         ready.set()
         sent = 0
         started = time.time()
-        if cfg.get("send_total"):
-            if await _wait_event(go, cfg["deadline"]):
-                started = time.time()
-                sent = await _send_frames(ws, cfg)
+        if cfg.get("send_total") and await _wait_event(go, cfg["deadline"]):
+            started = time.time()
+            sent = await _send_frames(ws, cfg)
         while time.monotonic() < deadline and not done.is_set():
             if cfg.get("expect") and received >= cfg["expect"]:
                 break
@@ -125,7 +126,11 @@ async def _poster(cfg: dict[str, Any]) -> dict[str, Any]:
                 if time.monotonic() > deadline:
                     return
                 try:
-                    response = await http.post(cfg["message_path"].format(sid=sid), json=frame(sid, seq, "client_to_agent", "session.message"), headers=headers)
+                    response = await http.post(
+                        cfg["message_path"].format(sid=sid),
+                        json=frame(sid, seq, "client_to_agent", "session.message"),
+                        headers=headers,
+                    )
                     if response.status_code == 202:
                         ok += 1
                     else:
@@ -176,10 +181,8 @@ async def _reader(cfg: dict[str, Any], ready: Any, done: Any) -> dict[str, Any]:
                                     received += 1
 
         tasks = [asyncio.ensure_future(one(sid)) for sid in streams]
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(all_open.wait(), timeout=30)
-        except TimeoutError:
-            pass
         ready.set()
         while time.monotonic() < deadline and not done.is_set():
             if cfg.get("expect") and received >= cfg["expect"]:
@@ -276,9 +279,14 @@ def tunnel(cfg: dict[str, Any], ready: Any, done: Any, out: Any) -> None:
 
 
 async def _tunnel(cfg: dict[str, Any], ready: Any, done: Any) -> dict[str, Any]:
-    url = cfg["base"].replace("http://", "ws://") + f"/gateway/v1/integrations/tunnel/connect?device_id={cfg['device_id']}"
+    url = (
+        cfg["base"].replace("http://", "ws://")
+        + f"/gateway/v1/integrations/tunnel/connect?device_id={cfg['device_id']}"
+    )
     answered = 0
-    async with websockets.connect(url, additional_headers={"Authorization": f"Bearer {cfg['token']}"}, max_size=None) as ws:
+    async with websockets.connect(
+        url, additional_headers={"Authorization": f"Bearer {cfg['token']}"}, max_size=None
+    ) as ws:
         await ws.recv()
         await ws.send(json.dumps({"type": "tunnel.activate", "routes": [cfg["route_id"]]}))
         await ws.recv()
@@ -289,8 +297,17 @@ async def _tunnel(cfg: dict[str, Any], ready: Any, done: Any) -> dict[str, Any]:
             async for text in ws:
                 request = json.loads(text)
                 if request.get("type") == "tunnel.request":
-                    await ws.send(json.dumps({"type": "tunnel.response", "request_id": request["request_id"], "status": 200,
-                                              "headers": [["Content-Type", "application/json"]], "body_base64": request["body_base64"]}))
+                    await ws.send(
+                        json.dumps(
+                            {
+                                "type": "tunnel.response",
+                                "request_id": request["request_id"],
+                                "status": 200,
+                                "headers": [["Content-Type", "application/json"]],
+                                "body_base64": request["body_base64"],
+                            }
+                        )
+                    )
                     answered += 1
 
         server = asyncio.ensure_future(serve())
@@ -324,7 +341,9 @@ async def _webhooks(cfg: dict[str, Any]) -> dict[str, Any]:
                     return
                 sent = time.monotonic()
                 try:
-                    response = await http.post(cfg["path"], content=b'{"event":"bench"}', headers={"Content-Type": "application/json"})
+                    response = await http.post(
+                        cfg["path"], content=b'{"event":"bench"}', headers={"Content-Type": "application/json"}
+                    )
                     if response.status_code == 200:
                         latencies.append(time.monotonic() - sent)
                     else:

@@ -19,15 +19,17 @@ from gateway_site import boot  # noqa: E402
 from gateway_site.accesslog import AccessLogMiddleware  # noqa: E402
 from gateway_site.auth import WebSocketBearerMiddleware  # noqa: E402
 from gateway_site.bodylimit import BodyLimitMiddleware  # noqa: E402
-from gateway_site.routing import GetOnly, http_consumer_routes, websocket_routes  # noqa: E402
+from gateway_site.routing import GetOnly, HotPaths, http_consumer_routes, websocket_routes  # noqa: E402
 
 
 def build_application() -> AccessLogMiddleware:
     router = ProtocolTypeRouter(
         {
-            "http": GetOnly(
-                URLRouter([*http_consumer_routes, re_path(r"", django_application)]),  # type: ignore[arg-type]
-                django_application,
+            "http": HotPaths(
+                GetOnly(
+                    URLRouter([*http_consumer_routes, re_path(r"", django_application)]),  # type: ignore[arg-type]
+                    django_application,
+                )
             ),
             "websocket": WebSocketBearerMiddleware(URLRouter(websocket_routes)),
         }

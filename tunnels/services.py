@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from dataclasses import dataclass
@@ -192,6 +193,7 @@ def _save_versioned(route: IntegrationRoute, **changes: Any) -> IntegrationRoute
     """Optimistic update: applies only if nobody changed the route since it was read (409 otherwise)."""
     changes["version"] = route.version + 1
     updated = IntegrationRoute.objects.filter(route_id=route.route_id, version=route.version).update(**changes)
+    forget_snapshot(route.route_id)
     if updated != 1:
         raise RouteError(409, "version_conflict", "Route was modified concurrently; please retry")
     for name, value in changes.items():
@@ -248,6 +250,7 @@ def route_delete(*, principal: Principal, route_id: str) -> dict[str, Any]:
     validate_route_id(route_id)
     route = _owned_route(principal, route_id)
     route.delete()
+    forget_snapshot(route_id)
     return {"ok": True, "route_id": route_id, "revoked_at": rfc3339(_now())}
 
 
@@ -366,6 +369,7 @@ def activation_check(*, route_id: str, owner_uid: str, device_id: str) -> dict[s
 
 def set_status(route_id: str, status: str) -> None:
     IntegrationRoute.objects.filter(route_id=route_id).update(status=status, updated_at=_now())
+    forget_snapshot(route_id)
 
 
 def routes_provisioned(route_ids: list[str]) -> None:
@@ -374,6 +378,8 @@ def routes_provisioned(route_ids: list[str]) -> None:
         IntegrationRoute.objects.filter(route_id__in=route_ids, status=IntegrationRoute.ACTIVE).update(
             status=IntegrationRoute.PROVISIONED, updated_at=_now()
         )
+        for route_id in route_ids:
+            forget_snapshot(route_id)
 
 
 # -- ingress (tunnels.md §4) ----------------------------------------------------------------------------------------
@@ -393,33 +399,90 @@ class IngressRefused(Exception):
         self.status = status
 
 
-def ingress_route(route_id: str, token: str) -> IngressRoute:
-    """Steps 2-6: the route, its token (constant time, current or previous in grace), expiry and status."""
-    if not route_id or not token:
-        raise IngressRefused(404)
+# Ingress reads routes from a short-lived snapshot in the `state` cache instead of the database on every webhook.
+# Every write below drops the snapshot, so a rotation, deletion or deactivation counts at once in this process; the
+# short TTL bounds how long another process could see an older one.
+SNAPSHOT_TTL_SECONDS = 5
+
+
+def _snapshot_key(route_id: str) -> str:
+    return f"route-snapshot:{route_id}"
+
+
+def forget_snapshot(route_id: str) -> None:
+    from django.core.cache import caches
+
+    caches["state"].delete(_snapshot_key(route_id))
+
+
+def cached_snapshot(route_id: str) -> dict[str, Any] | None:
+    """The cached snapshot, `{}` for a route known not to exist, None when it must be loaded."""
+    from django.core.cache import caches
+
+    value = caches["state"].get(_snapshot_key(route_id))
+    return value if isinstance(value, dict) else None
+
+
+def load_snapshot(route_id: str) -> dict[str, Any]:
+    from django.core.cache import caches
+
     route = IntegrationRoute.objects.filter(route_id=route_id).first()
-    if route is None:
+    snapshot: dict[str, Any] = {}
+    if route is not None:
+        snapshot = {
+            "route_id": route.route_id,
+            "device_id": route.device_id,
+            "status": route.status,
+            "token_hash": route.token_hash,
+            "previous_token_hash": route.previous_token_hash,
+            "previous_token_expires_at": route.previous_token_expires_at.timestamp()
+            if route.previous_token_expires_at
+            else 0,
+            "token_expires_at": route.token_expires_at.timestamp(),
+            "deadline_ms": route.deadline_ms,
+            "max_body_bytes": route.max_body_bytes,
+        }
+    caches["state"].set(_snapshot_key(route_id), snapshot, timeout=SNAPSHOT_TTL_SECONDS)
+    return snapshot
+
+
+def ingress_check(snapshot: dict[str, Any], token: str) -> IngressRoute:
+    """Steps 2-6: the route, its token (constant time, current or previous in grace), expiry and status."""
+    if not snapshot or not token:
         raise IngressRefused(404)
     presented = tokens.token_hash(token)
-    now = _now()
-    current = tokens.hashes_equal(presented, route.token_hash)
+    now = _now().timestamp()
+    current = tokens.hashes_equal(presented, snapshot["token_hash"])
     previous = (
-        route.previous_token_expires_at is not None
-        and now <= route.previous_token_expires_at
-        and tokens.hashes_equal(presented, route.previous_token_hash)
+        snapshot["previous_token_expires_at"] > 0
+        and now <= snapshot["previous_token_expires_at"]
+        and tokens.hashes_equal(presented, snapshot["previous_token_hash"])
     )
     if not (current or previous):
         raise IngressRefused(404)
-    if now > route.token_expires_at:
+    if now > snapshot["token_expires_at"]:
         raise IngressRefused(404)
-    if route.status != IntegrationRoute.ACTIVE:
+    if snapshot["status"] != IntegrationRoute.ACTIVE:
         raise IngressRefused(503)
-    return IngressRoute(route.route_id, route.device_id, route.deadline_ms, route.max_body_bytes)
+    return IngressRoute(
+        snapshot["route_id"], snapshot["device_id"], snapshot["deadline_ms"], snapshot["max_body_bytes"]
+    )
 
 
 def ingress_mark_used(route_id: str) -> None:
     now = _now()
     IntegrationRoute.objects.filter(route_id=route_id).update(token_last_used_at=now, updated_at=now)
+
+
+def ingress_mark_used_soon(route_id: str) -> None:
+    """Record `token_last_used_at`, at most once per second per route: a database write per webhook would cap the
+    ingress at the database's write rate, and the field has whole-second precision anyway."""
+    from django.core.cache import caches
+
+    if caches["state"].add(f"route-used:{route_id}", 1, timeout=1):
+        from asgiref.sync import sync_to_async
+
+        asyncio.ensure_future(sync_to_async(ingress_mark_used)(route_id))
 
 
 def health_counts(principal: Principal) -> dict[str, int]:

@@ -2,55 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import binascii
 import json
 import logging
-import time
-import uuid
-from http import HTTPStatus
 from typing import Any
 
-from asgiref.sync import async_to_sync, sync_to_async
-from django.conf import settings
+from asgiref.sync import async_to_sync
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from gateway_site import ratelimit
-from gateway_site.clientip import client_ip_from_request
 from gateway_site.errors import json_response
 from gateway_site.operator import verify_operator_token
 from gateway_site.views import api_view
-from relay.transport import rfc3339
 from tunnels import services
-from tunnels.registry import inflight, tunnels
+from tunnels.registry import tunnels
 
 logger = logging.getLogger("gateway.tunnels")
-
-DROPPED_REQUEST_HEADERS = frozenset({"host", "connection", "transfer-encoding"})
-DROPPED_RESPONSE_HEADERS = frozenset(
-    {
-        "host",
-        "connection",
-        "transfer-encoding",
-        "content-length",
-        "set-cookie",
-        "set-cookie2",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "upgrade",
-        "keep-alive",
-        "access-control-allow-origin",
-        "access-control-allow-credentials",
-        "access-control-allow-headers",
-        "access-control-allow-methods",
-        "access-control-expose-headers",
-        "access-control-max-age",
-    }
-)
 
 
 def _principal(request: HttpRequest) -> Any:
@@ -147,128 +113,7 @@ def operator_rotate(request: HttpRequest) -> HttpResponse:
     return json_response({"rotated": changed})
 
 
-# -- public ingress -------------------------------------------------------------------------------------------------
-
-
-def _plain(status: int, headers: dict[str, str] | None = None) -> HttpResponse:
-    response = HttpResponse(HTTPStatus(status).phrase, status=status, content_type="text/plain; charset=utf-8")
-    for name, value in (headers or {}).items():
-        response[name] = value
-    return response
-
-
-def _canonical(name: str) -> str:
-    return "-".join(part.capitalize() for part in name.split("-"))
-
-
-def _request_headers(request: HttpRequest) -> list[list[str]]:
-    scope = getattr(request, "scope", None)
-    if scope is not None:
-        pairs = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope.get("headers", [])]
-    else:  # the WSGI test client
-        pairs = list(request.headers.items())
-    return [[_canonical(name), value] for name, value in pairs if name.lower() not in DROPPED_REQUEST_HEADERS]
-
-
-def _raw_target(request: HttpRequest) -> str:
-    scope = getattr(request, "scope", None)
-    raw_path = scope.get("raw_path") if scope else None
-    path = raw_path.decode("latin-1") if isinstance(raw_path, bytes) and raw_path else request.path
-    query = request.META.get("QUERY_STRING", "")
-    return f"{path}?{query}" if query else path
-
-
-def _rate_limited(request: HttpRequest, route_id: str) -> HttpResponse | None:
-    config = settings.GATEWAY
-    window = config.ingress_rate_window_seconds
-    ip = client_ip_from_request(request)
-    for bucket, limit in (
-        ("ingress:global", config.ingress_global_limit_per_window),
-        (f"ingress:ip:{ip}", config.ingress_ip_limit_per_window),
-        (f"ingress:route:{route_id}", config.ingress_route_limit_per_window),
-    ):
-        if not ratelimit.hit(bucket, limit, window):
-            return _plain(429, {"Retry-After": str(window)})
-    return None
-
-
-def _relay(answer: dict[str, Any]) -> HttpResponse:
-    status = answer.get("status")
-    status = int(status) if isinstance(status, int | float) and not isinstance(status, bool) else 200
-    encoded = answer.get("body_base64") or ""
-    try:
-        body = base64.b64decode(encoded, validate=True) if isinstance(encoded, str) else None
-    except (binascii.Error, ValueError):
-        body = None
-    if body is None or not 100 <= status <= 599:
-        return _plain(502)
-    response = HttpResponse(body, status=status)
-    del response["Content-Type"]
-    headers = answer.get("headers")
-    for pair in headers if isinstance(headers, list) else []:
-        if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(p, str) for p in pair)):
-            continue
-        name, value = pair
-        if not name.strip() or any(c in name + value for c in "\r\n") or name.lower() in DROPPED_RESPONSE_HEADERS:
-            continue
-        response[name] = value
-    if "Content-Type" not in response:
-        response["Content-Type"] = "text/plain; charset=utf-8"
-    return response
-
-
 @csrf_exempt
-async def ingress(request: HttpRequest, route_id: str, route_token: str) -> HttpResponse:
-    """`ALL /integrations/{route_id}/{route_token}` (tunnels.md §4): the first failing step decides."""
-    limited = _rate_limited(request, route_id)
-    if limited is not None:
-        return limited
-    try:
-        route = await sync_to_async(services.ingress_route)(route_id, route_token)
-    except services.IngressRefused as refused:
-        return _plain(refused.status)
-    holder = tunnels.holder(route.route_id)
-    if holder is None:
-        return _plain(503)
-    declared = request.META.get("CONTENT_LENGTH", "")
-    if declared.isdigit() and int(declared) > route.max_body_bytes:
-        return _plain(413)
-    body = request.body
-    if len(body) > route.max_body_bytes:
-        return _plain(413)
-    await sync_to_async(services.ingress_mark_used)(route.route_id)
-    request_id = "req_" + str(uuid.uuid4())[:12]
-    entry = inflight.add(request_id, route.device_id, holder.connection_id)
-    if entry is None:
-        return _plain(503)
-    raw_target = _raw_target(request)
-    scheme = "https" if request.is_secure() else "http"
-    host = request.META.get("HTTP_HOST", "")
-    frame = {
-        "type": "tunnel.request",
-        "request_id": request_id,
-        "route_id": route.route_id,
-        "method": request.method,
-        "scheme": scheme,
-        "host": host,
-        "external_url": f"{scheme}://{host}{raw_target}",
-        "raw_target": raw_target,
-        "raw_target_base64": base64.b64encode(raw_target.encode("latin-1", "replace")).decode(),
-        "path": request.path,
-        "query": request.META.get("QUERY_STRING", ""),
-        "headers": _request_headers(request),
-        "body_base64": base64.b64encode(body).decode(),
-        "received_at": rfc3339(time.time()),
-        "deadline_ms": route.deadline_ms,
-    }
-    if not await holder.send_frame(frame):
-        inflight.pop(request_id)
-        return _plain(503)
-    try:
-        answer = await asyncio.wait_for(asyncio.shield(entry.future), timeout=route.deadline_ms / 1000)
-    except TimeoutError:
-        inflight.pop(request_id)
-        return _plain(504)
-    except ConnectionError:
-        return _plain(503)  # the tunnel went away while we waited
-    return _relay(answer)
+def ingress(request: HttpRequest, route_id: str, route_token: str) -> HttpResponse:
+    """Webhook ingress is served on ASGI ahead of Django (tunnels.ingress); this route only documents the path."""
+    raise AssertionError("unreachable: /integrations/ is routed to tunnels.ingress")

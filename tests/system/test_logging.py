@@ -49,6 +49,7 @@ async def test_each_request_is_logged_once_with_its_fields(access_log):
     assert "secret-code" not in GatewayFormatter("text").format(access_log[0])
 
 
+@pytest.mark.django_db(transaction=True)
 async def test_route_and_invite_tokens_are_redacted(access_log):
     await get("/integrations/rt_1/route-token-value")
     await get("/share/invite-token-value")

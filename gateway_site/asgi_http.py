@@ -1,0 +1,96 @@
+"""Small helpers for the two endpoints served directly on ASGI, ahead of Django, because they are the hottest:
+relayed client messages and webhook ingress. Measured here, Django's per-request machinery (its middleware chain
+and a thread pool created and torn down per request) cost more than half of their throughput (docs/performance.md).
+
+They keep the contract's behaviour: the same JSON errors, CORS headers and security headers as the Django views.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from django.conf import settings
+
+from gateway_site.errors import JSON_CONTENT_TYPE, ApiError
+
+Headers = list[tuple[bytes, bytes]]
+SECURITY_HEADERS: Headers = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"same-origin"),
+]
+
+
+def header(scope: Mapping[str, Any], name: bytes) -> str | None:
+    for key, value in scope.get("headers") or ():
+        if key.lower() == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+async def read_body(receive: Any) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b""
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+def cors_headers(scope: Mapping[str, Any]) -> Headers:
+    """The headers GatewayCorsMiddleware adds to an actual (non-preflight) response (config.md §7)."""
+    origin = header(scope, b"origin")
+    if settings.CORS_ALLOW_ALL_ORIGINS:
+        return [(b"access-control-allow-origin", b"*")] if origin else []
+    headers: Headers = [(b"vary", b"origin")]
+    if origin and any(pattern.match(origin) for pattern in settings.CORS_ALLOWED_ORIGIN_REGEXES):
+        headers += [
+            (b"access-control-allow-origin", origin.encode("latin-1")),
+            (b"access-control-allow-credentials", b"true"),
+        ]
+    return headers
+
+
+async def respond(
+    send: Any,
+    scope: Mapping[str, Any],
+    status: int,
+    body: bytes,
+    content_type: str,
+    extra: Iterable[tuple[str, str]] = (),
+) -> None:
+    headers: Headers = [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]
+    headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in extra]
+    headers += SECURITY_HEADERS + cors_headers(scope)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def respond_json(send: Any, scope: Mapping[str, Any], status: int, data: Any) -> None:
+    body = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    await respond(send, scope, status, body, JSON_CONTENT_TYPE)
+
+
+async def respond_error(send: Any, scope: Mapping[str, Any], error: ApiError) -> None:
+    body = json.dumps(error.body(), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    await respond(send, scope, error.status, body, JSON_CONTENT_TYPE, error.headers.items())
+
+
+def json_object(scope: Mapping[str, Any], body: bytes, error: ApiError) -> dict[str, Any]:
+    """As gateway_site.jsonbody.json_object, for a raw ASGI request."""
+    content_type = (header(scope, b"content-type") or "").split(";", 1)[0].strip().lower()
+    if content_type != "application/json":
+        raise error
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise error from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise error
+    return data

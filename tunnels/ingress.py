@@ -1,0 +1,180 @@
+"""Public webhook ingress `ANY /integrations/{route_id}/{route_token}` (tunnels.md §4), served on ASGI ahead of
+Django: it is one of the two hottest endpoints. The first failing step decides; failures answer with the reason
+phrase as text/plain."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+import re
+import time
+import uuid
+from http import HTTPStatus
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+
+from gateway_site import asgi_http, ratelimit
+from gateway_site.clientip import client_ip_from_scope
+from relay.transport import rfc3339
+from tunnels import services
+from tunnels.registry import inflight, tunnels
+
+logger = logging.getLogger("gateway.tunnels")
+PATH = re.compile(r"^/integrations/([^/]*)/([^/]*)$")
+
+DROPPED_REQUEST_HEADERS = frozenset({"host", "connection", "transfer-encoding"})
+DROPPED_RESPONSE_HEADERS = frozenset(
+    {
+        "host",
+        "connection",
+        "transfer-encoding",
+        "content-length",
+        "set-cookie",
+        "set-cookie2",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "upgrade",
+        "keep-alive",
+        "access-control-allow-origin",
+        "access-control-allow-credentials",
+        "access-control-allow-headers",
+        "access-control-allow-methods",
+        "access-control-expose-headers",
+        "access-control-max-age",
+    }
+)
+
+
+async def _plain(send: Any, scope: dict[str, Any], status: int, extra: dict[str, str] | None = None) -> None:
+    body = HTTPStatus(status).phrase.encode()
+    await asgi_http.respond(send, scope, status, body, "text/plain; charset=utf-8", (extra or {}).items())
+
+
+def _canonical(name: str) -> str:
+    return "-".join(part.capitalize() for part in name.split("-"))
+
+
+def _rate_limited(scope: dict[str, Any], route_id: str) -> int:
+    """Global, then per client IP, then per route; returns the window to announce, or 0 when allowed."""
+    config = settings.GATEWAY
+    window = config.ingress_rate_window_seconds
+    for bucket, limit in (
+        ("ingress:global", config.ingress_global_limit_per_window),
+        (f"ingress:ip:{client_ip_from_scope(scope)}", config.ingress_ip_limit_per_window),
+        (f"ingress:route:{route_id}", config.ingress_route_limit_per_window),
+    ):
+        if not ratelimit.hit(bucket, limit, window):
+            return window
+    return 0
+
+
+def _scheme(scope: dict[str, Any]) -> str:
+    """The scheme the sender used: a trusted `X-Forwarded-Proto` behind an https proxy, else the connection's."""
+    if settings.GATEWAY.public_base_is_https and asgi_http.header(scope, b"x-forwarded-proto") == "https":
+        return "https"
+    return str(scope.get("scheme") or "http")
+
+
+def request_frame(scope: dict[str, Any], route: services.IngressRoute, request_id: str, body: bytes) -> dict[str, Any]:
+    raw_path = scope.get("raw_path") or scope["path"].encode()
+    query = (scope.get("query_string") or b"").decode("latin-1")
+    raw_target = raw_path.decode("latin-1") + (f"?{query}" if query else "")
+    host = asgi_http.header(scope, b"host") or ""
+    scheme = _scheme(scope)
+    headers = [
+        [_canonical(k.decode("latin-1")), v.decode("latin-1")]
+        for k, v in scope.get("headers") or ()
+        if k.decode("latin-1").lower() not in DROPPED_REQUEST_HEADERS
+    ]
+    return {
+        "type": "tunnel.request",
+        "request_id": request_id,
+        "route_id": route.route_id,
+        "method": scope["method"],
+        "scheme": scheme,
+        "host": host,
+        "external_url": f"{scheme}://{host}{raw_target}",
+        "raw_target": raw_target,
+        "raw_target_base64": base64.b64encode(raw_target.encode("latin-1", "replace")).decode(),
+        "path": scope["path"],
+        "query": query,
+        "headers": headers,
+        "body_base64": base64.b64encode(body).decode(),
+        "received_at": rfc3339(time.time()),
+        "deadline_ms": route.deadline_ms,
+    }
+
+
+async def _relay(send: Any, scope: dict[str, Any], answer: dict[str, Any]) -> None:
+    status = answer.get("status")
+    status = int(status) if isinstance(status, int | float) and not isinstance(status, bool) else 200
+    encoded = answer.get("body_base64") or ""
+    try:
+        body = base64.b64decode(encoded, validate=True) if isinstance(encoded, str) else None
+    except (binascii.Error, ValueError):
+        body = None
+    if body is None or not 100 <= status <= 599:
+        await _plain(send, scope, 502)
+        return
+    chosen: dict[str, tuple[str, str]] = {}  # a later pair with the same name replaces an earlier one
+    headers = answer.get("headers")
+    for pair in headers if isinstance(headers, list) else []:
+        if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(p, str) for p in pair)):
+            continue
+        name, value = pair
+        lowered = name.lower()
+        if not name.strip() or any(c in name + value for c in "\r\n") or lowered in DROPPED_RESPONSE_HEADERS:
+            continue
+        chosen[lowered] = (name, value)
+    content_type = chosen.pop("content-type", ("Content-Type", "text/plain; charset=utf-8"))[1]
+    await asgi_http.respond(send, scope, status, body, content_type, chosen.values())
+
+
+async def ingress(scope: dict[str, Any], receive: Any, send: Any, route_id: str, route_token: str) -> None:
+    body = await asgi_http.read_body(receive)
+    window = _rate_limited(scope, route_id)
+    if window:
+        await _plain(send, scope, 429, {"Retry-After": str(window)})
+        return
+    try:
+        snapshot = services.cached_snapshot(route_id)
+        if snapshot is None:  # cold: one database read, in a worker thread
+            snapshot = await sync_to_async(services.load_snapshot)(route_id)
+        route = services.ingress_check(snapshot, route_token)
+    except services.IngressRefused as refused:
+        await _plain(send, scope, refused.status)
+        return
+    holder = tunnels.holder(route.route_id)
+    if holder is None:
+        await _plain(send, scope, 503)
+        return
+    declared = asgi_http.header(scope, b"content-length") or ""
+    if (declared.isdigit() and int(declared) > route.max_body_bytes) or len(body) > route.max_body_bytes:
+        await _plain(send, scope, 413)
+        return
+    services.ingress_mark_used_soon(route.route_id)
+    request_id = "req_" + str(uuid.uuid4())[:12]
+    entry = inflight.add(request_id, route.device_id, holder.connection_id)
+    if entry is None:
+        await _plain(send, scope, 503)
+        return
+    if not await holder.send_frame(request_frame(scope, route, request_id, body)):
+        inflight.pop(request_id)
+        await _plain(send, scope, 503)
+        return
+    try:
+        answer = await asyncio.wait_for(asyncio.shield(entry.future), timeout=route.deadline_ms / 1000)
+    except TimeoutError:
+        inflight.pop(request_id)
+        await _plain(send, scope, 504)
+        return
+    except ConnectionError:
+        await _plain(send, scope, 503)  # the tunnel went away while we waited
+        return
+    await _relay(send, scope, answer)
