@@ -45,8 +45,7 @@ async def _agent(receive: Any, send: Any) -> None:
         event_id += 1
         chunk = f"id: {event_id}\nevent: session.event\ndata: {json.dumps(frame, separators=(',', ':'))}\n\n".encode()
         for queue in subscribers.get(sid, ()):
-            if queue.qsize() < 64:
-                queue.put_nowait(chunk)
+            queue.put_nowait(chunk)  # unbounded: the baseline measures what the server allows, nothing more
 
 
 async def _message(sid: str, receive: Any, send: Any) -> None:

@@ -184,7 +184,9 @@ def agent_to_client(
     }
 
 
-def idle_and_storm(server: Any, *, sockets: int, storm: int, deadline: float) -> dict[str, Any]:
+def idle_and_storm(
+    server: Any, *, sockets: int, storm: int, deadline: float, storm_window: float = 10.0
+) -> dict[str, Any]:
     """Measurements 4 and 5: idle agent sockets with heartbeats (memory), then a reconnect storm."""
     base = server.url
     per_owner = 50  # the per-owner socket cap
@@ -222,15 +224,15 @@ def idle_and_storm(server: Any, *, sockets: int, storm: int, deadline: float) ->
         "kib_per_socket": round((rss_after - rss_before) / max(1, connected), 1),
     }
     time.sleep(2)
-    return {"idle": idle, "storm": _storm(base, devices[:storm], deadline)}
+    return {"idle": idle, "storm": _storm(base, devices[:storm], deadline, storm_window)}
 
 
-def _storm(base: str, devices: list[tuple[str, str]], deadline: float) -> dict[str, Any]:
+def _storm(base: str, devices: list[tuple[str, str]], deadline: float, window: float) -> dict[str, Any]:
     go, done = CTX.Event(), CTX.Event()
     procs = []
     for chunk in _split(devices, 4):
         ready, queue = CTX.Event(), CTX.Queue()
-        cfg = {"base": base, "devices": chunk, "deadline": deadline, "storm": True, "storm_window": 10.0}
+        cfg = {"base": base, "devices": chunk, "deadline": deadline, "storm": True, "storm_window": window}
         process = CTX.Process(target=workers.sockets, args=(cfg, ready, go, done, queue))
         process.start()
         procs.append((process, queue, ready))
@@ -240,7 +242,7 @@ def _storm(base: str, devices: list[tuple[str, str]], deadline: float) -> dict[s
     started = time.time()
     go.set()
     # Presence is right when every device lists as online for its owner again, after every socket was replaced.
-    time.sleep(10.5)
+    time.sleep(window + 0.5)
     presence_ok_at = None
     with httpx.Client(base_url=base, timeout=30) as http:
         limit = time.monotonic() + 30
@@ -260,6 +262,7 @@ def _storm(base: str, devices: list[tuple[str, str]], deadline: float) -> dict[s
     return {
         "agents": len(devices),
         "errors": sum(r.get("errors", 0) for r in results) + sum(r["connect_errors"] for r in results),
+        "error_samples": [s for r in results for s in r.get("error_samples", [])][:3],
         "seconds_until_presence_right": round(presence_ok_at - started, 2) if presence_ok_at else None,
     }
 

@@ -56,6 +56,7 @@ async def _agent(cfg: dict[str, Any], ready: Any, go: Any, done: Any) -> dict[st
                 elif kind == "session.message":
                     latencies.append(time.time() - message["bench_t"])
                     received += 1
+                    last[0] = time.time()
 
         reader = asyncio.ensure_future(read())
         ready.set()
@@ -205,6 +206,7 @@ async def _sockets(cfg: dict[str, Any], ready: Any, go: Any, done: Any) -> dict[
     base_ws = cfg["base"].replace("http://", "ws://")
     devices: list[tuple[str, str]] = cfg["devices"]  # (device_id, token)
     errors = 0
+    samples: list[str] = []
     connected: dict[str, Any] = {}
 
     async def connect(device_id: str, token: str) -> bool:
@@ -215,8 +217,10 @@ async def _sockets(cfg: dict[str, Any], ready: Any, go: Any, done: Any) -> dict[
                 additional_headers={"Authorization": f"Bearer {token}"},
                 open_timeout=30,
             )
-        except Exception:
+        except Exception as exc:
             errors += 1
+            if len(samples) < 3:
+                samples.append(f"{exc.__class__.__name__}: {exc}"[:200])
             return False
         connected[device_id] = ws
         asyncio.ensure_future(_drain(ws))
@@ -250,7 +254,7 @@ async def _sockets(cfg: dict[str, Any], ready: Any, go: Any, done: Any) -> dict[
     await _wait_event(done, cfg["deadline"])
     heartbeat.cancel()
     await asyncio.gather(*(ws.close() for ws in connected.values()), return_exceptions=True)
-    return {"connected": len(connected), "connect_errors": initial_errors, **storm}
+    return {"connected": len(connected), "connect_errors": initial_errors, "error_samples": samples, **storm}
 
 
 async def _drain(ws: Any) -> None:

@@ -65,6 +65,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
             return
         self.device_id = admission.device_id
         self.owner_uid = admission.owner_uid
+        self.audience = admission.audience or (self.owner_uid,)
         self.connection_id = next_connection_id("agt")
         self.last_activity = time.monotonic()
         self.t_seq = 0
@@ -222,12 +223,8 @@ class AgentConsumer(AsyncWebsocketConsumer):
             await self._announce("offline")
 
     async def _announce(self, reason: str) -> None:
-        """Wake the device streams of everyone who can see this device (owner and active grantees)."""
-        try:
-            audience = await database_sync_to_async(services.presence_audience)(self.device_id)
-        except Exception:  # the device may have just been deleted; its owner still needs to hear
-            audience = [self.owner_uid]
-        await delivery.notify_users(audience or [self.owner_uid], device_id=self.device_id, reason=reason)
+        """Wake the device streams of everyone who could see this device when the socket connected."""
+        await delivery.notify_users(self.audience, device_id=self.device_id, reason=reason)
 
     async def disconnect(self, code: int) -> None:
         await self._unregister(mark_offline=True)

@@ -180,11 +180,6 @@ def device_view(*, principal: Principal) -> tuple[dict[str, tuple[str, str]], in
     return statuses, int(min(expiries)) if expiries else 0
 
 
-def presence_audience(device_id: str) -> list[str]:
-    """Whose device streams hear about this device's presence: its owner and active grantees."""
-    return permissions.users_with_access(device_id)
-
-
 def owned_device_count(uid: str) -> int:
     return Device.objects.filter(owner_uid=uid).count()
 
@@ -225,6 +220,9 @@ def device_delete(*, principal: Principal, device_id: str) -> list[str]:
 class AgentAdmission:
     device_id: str
     owner_uid: str
+    # Whose device streams hear about this socket's presence, read once per connection (one database trip for
+    # admission and audience together; a disconnect reuses it rather than querying again).
+    audience: tuple[str, ...] = ()
 
 
 def agent_admit(*, principal: Principal, device_id: str | None, x_device_id: str | None) -> AgentAdmission:
@@ -244,7 +242,9 @@ def agent_admit(*, principal: Principal, device_id: str | None, x_device_id: str
             raise BadRequest("X-Device-Id header does not match device_id query param")
     if agents.count_for_owner(principal.uid, excluding_device=device_id) >= MAX_AGENT_SOCKETS_PER_OWNER:
         raise TooManyRequests("too many agent connections")
-    return AgentAdmission(device_id=device_id, owner_uid=device.owner_uid)
+    return AgentAdmission(
+        device_id=device_id, owner_uid=device.owner_uid, audience=tuple(permissions.users_with_access(device_id))
+    )
 
 
 def validate_device_path(device_id: str) -> str:
