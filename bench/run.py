@@ -135,7 +135,7 @@ def client_to_agent(base: str, baseline: bool, *, frames: int, rate: int, deadli
     posted = [_collect(p, q, deadline + 30) for p, q in posters]
     done.set()
     received = _collect(agent, agent_out, deadline + 30)
-    elapsed = max(1e-6, time.time() - started)
+    elapsed = max(1e-6, (received["last"] or time.time()) - started)
     return {
         "frames_per_s": round(received["received"] / elapsed, 1),
         "received": received["received"],
@@ -171,7 +171,8 @@ def agent_to_client(
     started = time.time()
     go.set()
     results = [_collect(p, q, deadline + 30) for p, q in readers]
-    elapsed = max(1e-6, time.time() - started)
+    last_delivery = max((r["last"] for r in results), default=0.0) or time.time()
+    elapsed = max(1e-6, last_delivery - started)
     done.set()
     _collect(agent, agent_out, deadline + 30)
     latencies = [v for r in results for v in r["latencies"]]

@@ -38,6 +38,7 @@ async def _agent(cfg: dict[str, Any], ready: Any, go: Any, done: Any) -> dict[st
     ws_url = base.replace("http://", "ws://") + cfg["agent_path"]
     latencies: list[float] = []
     received = 0
+    last = [0.0]
     deadline = time.monotonic() + cfg["deadline"]
     async with (
         websockets.connect(ws_url, additional_headers=headers, max_size=None) as ws,
@@ -70,7 +71,7 @@ async def _agent(cfg: dict[str, Any], ready: Any, go: Any, done: Any) -> dict[st
                 break
             await asyncio.sleep(0.05)
         reader.cancel()
-    return {"received": received, "latencies": latencies, "sent": sent, "send_started": started}
+    return {"received": received, "latencies": latencies, "sent": sent, "send_started": started, "last": last[0]}
 
 
 async def _send_frames(ws: Any, cfg: dict[str, Any]) -> int:
@@ -156,6 +157,7 @@ async def _reader(cfg: dict[str, Any], ready: Any, done: Any) -> dict[str, Any]:
     latencies: list[float] = []
     received = 0
     opened = 0
+    last = [0.0]
     deadline = time.monotonic() + cfg["deadline"]
     all_open = asyncio.Event()
     limits = httpx.Limits(max_connections=len(streams) + 2)
@@ -180,6 +182,7 @@ async def _reader(cfg: dict[str, Any], ready: Any, done: Any) -> dict[str, Any]:
                                 if "bench_t" in data:
                                     latencies.append(time.time() - data["bench_t"])
                                     received += 1
+                                    last[0] = time.time()
 
         tasks = [asyncio.ensure_future(one(sid)) for sid in streams]
         with contextlib.suppress(TimeoutError):
@@ -192,7 +195,7 @@ async def _reader(cfg: dict[str, Any], ready: Any, done: Any) -> dict[str, Any]:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-    return {"received": received, "latencies": latencies, "opened": opened}
+    return {"received": received, "latencies": latencies, "opened": opened, "last": last[0]}
 
 
 # -- many agent sockets: idle memory and reconnect storms -----------------------------------------------------------
