@@ -80,7 +80,21 @@ def start_server(kind: str, app: str = "gateway") -> Server:
     port = free_port()
     target = "gateway_site.asgi:application" if app == "gateway" else "bench.baseline_app:application"
     if kind == "daphne":
-        command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), target]
+        # As the Procfile runs it: Twisted's default listen backlog (50) drops connections in a burst, and Daphne
+        # refuses a WebSocket the application has not accepted within 5 s, which a burst of admissions can exceed.
+        endpoint = f"tcp:port={port}:interface=127.0.0.1:backlog=1024"
+        command = [
+            sys.executable,
+            "-m",
+            "daphne",
+            "-e",
+            endpoint,
+            "--websocket_connect_timeout",
+            "30",
+            "--websocket_timeout",
+            "-1",
+            target,
+        ]
     else:
         command = [
             sys.executable,

@@ -229,7 +229,7 @@ async def _sockets(cfg: dict[str, Any], ready: Any, go: Any, done: Any) -> dict[
         asyncio.ensure_future(_drain(ws))
         return True
 
-    semaphore = asyncio.Semaphore(200)
+    semaphore = asyncio.Semaphore(50)  # connection attempts in flight per worker process
 
     async def limited(device_id: str, token: str) -> bool:
         async with semaphore:
