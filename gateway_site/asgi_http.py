@@ -30,6 +30,14 @@ def header(scope: Mapping[str, Any], name: bytes) -> str | None:
     return None
 
 
+def query_param(scope: Mapping[str, Any], name: str) -> str | None:
+    """The first value of a query parameter (blank values kept), or None when absent."""
+    from urllib.parse import parse_qs
+
+    values = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True).get(name)
+    return values[0] if values else None
+
+
 async def read_body(receive: Any) -> bytes:
     chunks = []
     while True:

@@ -8,12 +8,12 @@ import json
 import logging
 import time
 from typing import Any
-from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from gateway_site import asgi_http
 from gateway_site.auth import Principal, check_scopes, principal_from_scope, refuse_websocket
 from gateway_site.errors import ApiError, Forbidden
 from gateway_site.sse import SseConsumer, comment_bytes, event_bytes
@@ -30,18 +30,6 @@ MAX_FRAME_BYTES = 1024 * 1024
 CLOSE_REPLACED = (1000, "replaced_by_new_connection")
 
 
-def _header(scope: dict[str, Any], name: bytes) -> str | None:
-    for key, value in scope.get("headers") or ():
-        if key.lower() == name:
-            return bytes(value).decode("latin-1")
-    return None
-
-
-def _query_param(scope: dict[str, Any], name: str) -> str | None:
-    values = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True).get(name)
-    return values[0] if values else None
-
-
 class AgentConsumer(AsyncWebsocketConsumer):
     """`/gateway/v1/agent/connect` (relay.md §5): one socket per device; the newest replaces older ones."""
 
@@ -56,8 +44,8 @@ class AgentConsumer(AsyncWebsocketConsumer):
             check_scopes(principal, "device")  # DECISIONS O2
             admission = await database_sync_to_async(services.agent_admit)(
                 principal=principal,
-                device_id=_query_param(self.scope, "device_id"),
-                x_device_id=_header(self.scope, b"x-device-id"),
+                device_id=asgi_http.query_param(self.scope, "device_id"),
+                x_device_id=asgi_http.header(self.scope, b"x-device-id"),
             )
         except ApiError as exc:
             logger.info("agent socket refused", extra={"fields": {"status": exc.status, "error": exc.message}})
@@ -402,7 +390,7 @@ class SessionEventsConsumer(SseConsumer):
 
 def _last_event_id(scope: dict[str, Any]) -> int:
     """An integer Last-Event-ID replays what came after it; absent or not an integer replays the whole backlog."""
-    value = _header(scope, b"last-event-id")
+    value = asgi_http.header(scope, b"last-event-id")
     if value is None:
         return 0
     text = value.strip()

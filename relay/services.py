@@ -225,16 +225,23 @@ class AgentAdmission:
     audience: tuple[str, ...] = ()
 
 
-def agent_admit(*, principal: Principal, device_id: str | None, x_device_id: str | None) -> AgentAdmission:
-    """Checks 2-8 before the upgrade; raises the contract's error for the first that fails."""
+def socket_device(*, principal: Principal, device_id: str | None) -> Device:
+    """The device an agent or tunnel socket asks for: the `device_id` query parameter must be a valid id of a
+    device the caller owns by uid (relay.md §5.1 checks 2-5, tunnels.md §3 checks 2-5)."""
     if device_id is None or not is_valid_id(device_id):
         raise BadRequest("device_id query param is required")
-    device_id = device_id.strip()
-    device = Device.objects.filter(device_id=device_id).first()
+    device = Device.objects.filter(device_id=device_id.strip()).first()
     if device is None:
         raise BadRequest("device_not_found")
     if device.owner_uid != principal.uid:
         raise Forbidden("forbidden")
+    return device
+
+
+def agent_admit(*, principal: Principal, device_id: str | None, x_device_id: str | None) -> AgentAdmission:
+    """Checks 2-8 before the upgrade; raises the contract's error for the first that fails."""
+    device = socket_device(principal=principal, device_id=device_id)
+    device_id = device.device_id
     if x_device_id is not None:
         if not is_valid_id(x_device_id):
             raise BadRequest("invalid X-Device-Id header")

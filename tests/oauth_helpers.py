@@ -69,3 +69,36 @@ def sign_in(client, email: str = "alice@example.com", **overrides: str) -> dict:
 
 def refresh(client, token: str, **extra: str):
     return client.post("/oauth/token", {"grant_type": "refresh_token", "refresh_token": token, **extra})
+
+
+async def live_sign_in(http, email: str, scope: str = "profile email", redirect_uri: str = CALLBACK) -> str:
+    """Against a live server: the demo sign-in form's POST and the PKCE code exchange; returns the access token."""
+    from urllib.parse import parse_qs as _qs
+    from urllib.parse import urlsplit as _split
+
+    verifier, challenge = pkce_pair()
+    answer = await http.post(
+        "/oauth/authorize",
+        data={
+            "response_type": "code",
+            "client_id": "commands-agent",
+            "redirect_uri": redirect_uri,
+            "scope": scope,
+            "state": "st",
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+            "demo_email": email,
+        },
+    )
+    code = _qs(_split(answer.headers["Location"]).query)["code"][0]
+    tokens = await http.post(
+        "/oauth/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": redirect_uri,
+            "client_id": "commands-agent",
+            "code_verifier": verifier,
+        },
+    )
+    return str(tokens.json()["access_token"])

@@ -13,10 +13,10 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
+from gateway_site import asgi_http
 from gateway_site.auth import Principal, check_scopes, principal_from_scope, refuse_websocket
-from gateway_site.errors import ApiError, BadRequest, Forbidden, TooManyRequests
-from gateway_site.ids import is_valid_id
-from relay.models import Device
+from gateway_site.errors import ApiError, TooManyRequests
+from relay import services as relay_services
 from relay.registry import next_connection_id
 from relay.transport import rfc3339
 from tunnels import services
@@ -28,23 +28,9 @@ READ_DEADLINE_SECONDS = 60
 MAX_TUNNELS_PER_OWNER = 50
 
 
-def _query_param(scope: dict[str, Any], name: str) -> str | None:
-    from urllib.parse import parse_qs
-
-    values = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True).get(name)
-    return values[0] if values else None
-
-
 def tunnel_admit(*, principal: Principal, device_id: str | None) -> str:
     """Pre-upgrade checks 2-6 (database: the device)."""
-    if device_id is None or not is_valid_id(device_id):
-        raise BadRequest("device_id query param is required")
-    device_id = device_id.strip()
-    device = Device.objects.filter(device_id=device_id).first()
-    if device is None:
-        raise BadRequest("device_not_found")
-    if device.owner_uid != principal.uid:
-        raise Forbidden("forbidden")
+    device_id = relay_services.socket_device(principal=principal, device_id=device_id).device_id
     if tunnels.count_for_owner(principal.uid, excluding_device=device_id) >= MAX_TUNNELS_PER_OWNER:
         raise TooManyRequests("too many tunnel connections")
     return device_id
@@ -76,7 +62,7 @@ class TunnelConsumer(AsyncWebsocketConsumer):
             principal = self.scope.get("principal") or principal_from_scope(self.scope)
             check_scopes(principal, "device")  # DECISIONS O2
             device_id = await database_sync_to_async(tunnel_admit)(
-                principal=principal, device_id=_query_param(self.scope, "device_id")
+                principal=principal, device_id=asgi_http.query_param(self.scope, "device_id")
             )
         except ApiError as exc:
             await refuse_websocket(self, exc)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -16,7 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tests.helpers import daphne_server
-from tests.oauth_helpers import pkce_pair
+from tests.oauth_helpers import live_sign_in
 
 DEVICE = "dev_00112233445566778899aabbccddeeff"
 
@@ -28,33 +27,9 @@ def gateway():
 
 
 async def sign_in(http: httpx.AsyncClient) -> str:
-    verifier, challenge = pkce_pair()
-    redirect_uri = "http://localhost:53817/callback"
-    answer = await http.post(
-        "/oauth/authorize",
-        data={
-            "response_type": "code",
-            "client_id": "commands-agent",
-            "redirect_uri": redirect_uri,
-            "scope": "read_assets write_assets offline_access device",
-            "state": "st",
-            "code_challenge": challenge,
-            "code_challenge_method": "S256",
-            "demo_email": "agent@example.com",
-        },
+    return await live_sign_in(
+        http, "agent@example.com", "read_assets write_assets offline_access device", "http://localhost:53817/callback"
     )
-    code = parse_qs(urlsplit(answer.headers["Location"]).query)["code"][0]
-    tokens = await http.post(
-        "/oauth/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": redirect_uri,
-            "client_id": "commands-agent",
-            "code_verifier": verifier,
-        },
-    )
-    return tokens.json()["access_token"]
 
 
 async def read_events(response: httpx.Response, sink: asyncio.Queue) -> None:

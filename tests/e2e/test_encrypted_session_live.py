@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -16,7 +15,7 @@ import websockets
 
 from tests.e2ee import AgentSide, ClientSide, open_frame
 from tests.helpers import daphne_server
-from tests.oauth_helpers import pkce_pair
+from tests.oauth_helpers import live_sign_in
 
 DEVICE = "dev_e2e_" + uuid.uuid4().hex
 
@@ -28,30 +27,7 @@ def gateway():
 
 
 async def sign_in(http: httpx.AsyncClient, email: str, scope: str) -> dict[str, str]:
-    verifier, challenge = pkce_pair()
-    redirect_uri = "http://localhost:61696/callback"
-    answer = await http.post(
-        "/oauth/authorize",
-        data={
-            "redirect_uri": redirect_uri,
-            "scope": scope,
-            "code_challenge": challenge,
-            "code_challenge_method": "S256",
-            "demo_email": email,
-        },
-    )
-    code = parse_qs(urlsplit(answer.headers["Location"]).query)["code"][0]
-    tokens = await http.post(
-        "/oauth/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": redirect_uri,
-            "code_verifier": verifier,
-            "client_id": "commands-agent",
-        },
-    )
-    return {"Authorization": f"Bearer {tokens.json()['access_token']}"}
+    return {"Authorization": f"Bearer {await live_sign_in(http, email, scope)}"}
 
 
 class Events:

@@ -6,13 +6,12 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 
 from tests.helpers import daphne_server
-from tests.oauth_helpers import pkce_pair
+from tests.oauth_helpers import live_sign_in
 from tests.relay_helpers import KEY_B64
 
 DEVICE = "dev_live_shared_0001"
@@ -25,29 +24,7 @@ def gateway():
 
 
 async def sign_in(http: httpx.AsyncClient, email: str, scope: str = "profile email") -> dict[str, str]:
-    verifier, challenge = pkce_pair()
-    redirect_uri = "http://127.0.0.1:45678/callback"
-    answer = await http.post(
-        "/oauth/authorize",
-        data={
-            "redirect_uri": redirect_uri,
-            "scope": scope,
-            "code_challenge": challenge,
-            "code_challenge_method": "S256",
-            "demo_email": email,
-        },
-    )
-    code = parse_qs(urlsplit(answer.headers["Location"]).query)["code"][0]
-    tokens = await http.post(
-        "/oauth/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": redirect_uri,
-            "code_verifier": verifier,
-        },
-    )
-    return {"Authorization": f"Bearer {tokens.json()['access_token']}"}
+    return {"Authorization": f"Bearer {await live_sign_in(http, email, scope)}"}
 
 
 async def test_revocation_cuts_the_grantees_device_stream(gateway):
