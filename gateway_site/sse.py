@@ -15,6 +15,7 @@ from typing import Any
 from channels.exceptions import StopConsumer
 from channels.generic.http import AsyncHttpConsumer
 
+from gateway_site.asgi_http import cors_headers
 from gateway_site.errors import ApiError
 
 logger = logging.getLogger("gateway.sse")
@@ -62,10 +63,11 @@ class SseConsumer(AsyncHttpConsumer):
     async def _send_error(self, exc: ApiError) -> None:
         response = exc.to_response()
         headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.items()]
-        await self.send_response(exc.status, response.content, headers=headers)
+        await self.send_response(exc.status, response.content, headers=headers + cors_headers(self.scope))
 
     async def start_stream(self) -> None:
-        await self.send_headers(status=200, headers=SSE_HEADERS)
+        # Streams are served ahead of Django, so they add the CORS headers its middleware would (config.md §7).
+        await self.send_headers(status=200, headers=SSE_HEADERS + cors_headers(self.scope))
         self.streaming = True
 
     async def write(self, data: bytes) -> None:

@@ -107,3 +107,18 @@ async def test_other_methods_fall_through_to_django():
         assert response.status_code == 405 and response.headers["Allow"] == "GET, HEAD"
         preflight = {"Origin": "https://x.example", "Access-Control-Request-Method": "GET"}
         assert (await http.options(PATH, headers=preflight)).status_code == 204
+
+
+async def test_streams_carry_cors_headers(settings):
+    from gateway_site.config import origin_pattern
+
+    stream = Stream(application, PATH, OWNER, Origin="https://app.example.com")
+    await stream.open()
+    assert stream.headers[b"access-control-allow-origin"] == b"*"
+    await stream.close()
+    settings.CORS_ALLOW_ALL_ORIGINS = False
+    settings.CORS_ALLOWED_ORIGIN_REGEXES = [origin_pattern("https://app.example.com")]
+    stream = Stream(application, PATH, None, Origin="https://app.example.com")
+    assert await stream.open() == 401
+    assert stream.headers[b"access-control-allow-origin"] == b"https://app.example.com"
+    assert stream.headers[b"access-control-allow-credentials"] == b"true"
