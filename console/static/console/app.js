@@ -547,28 +547,14 @@ function showInviteLink(url) {
 
 async function showAccept(token) {
   for (const section of document.querySelectorAll(".view")) section.hidden = section.id !== "view-accept";
+  const button = $("accept-button");
   $("accept-error").textContent = "";
-  $("accept-button").hidden = false;
-  try {
-    const response = await fetch(`/share/${encodeURIComponent(token)}`, { headers: { Accept: "application/json" } });
-    const invite = await response.json();
-    if (response.ok) {
-      $("accept-text").textContent = invite.status === "pending"
-        ? `${invite.ownerEmail || "Someone"} invited you to use the device "${invite.deviceName}".`
-        : `This invitation is ${invite.status} and can no longer be accepted.`;
-      $("accept-button").hidden = invite.status !== "pending";
-    } else {
-      $("accept-text").textContent = "This invitation link is not valid or has already been used.";
-      $("accept-button").hidden = true;
-    }
-  } catch {
-    $("accept-text").textContent = "You have been invited to use a device on this gateway.";
-  }
-  $("accept-button").onclick = async () => {
+  button.hidden = true; // shown once the invitation is known to be open, with its handler in place
+  button.onclick = async () => {
     try {
       const result = await api("/gateway/v1/shares/invites/accept", { method: "POST", body: { token } });
       sessionStorage.removeItem(SHARE_KEY);
-      $("accept-button").hidden = true;
+      button.hidden = true;
       $("accept-text").textContent = "You now have access to the device. It is listed under Devices.";
       await loadDevices();
       notice(`Invitation accepted: ${result.deviceId}`);
@@ -577,6 +563,21 @@ async function showAccept(token) {
       $("accept-error").textContent = errorText(err);
     }
   };
+  try {
+    const response = await fetch(`/share/${encodeURIComponent(token)}`, { headers: { Accept: "application/json" } });
+    const invite = await response.json();
+    if (response.ok) {
+      $("accept-text").textContent = invite.status === "pending"
+        ? `${invite.ownerEmail || "Someone"} invited you to use the device "${invite.deviceName}".`
+        : `This invitation is ${invite.status} and can no longer be accepted.`;
+      button.hidden = invite.status !== "pending";
+    } else {
+      $("accept-text").textContent = "This invitation link is not valid or has already been used.";
+    }
+  } catch {
+    $("accept-text").textContent = "You have been invited to use a device on this gateway.";
+    button.hidden = false;
+  }
 }
 
 // -- deep links -----------------------------------------------------------------------------------------------------
