@@ -250,11 +250,11 @@ async def test_read_deadline_closes_a_silent_socket(device, monkeypatch):
 
 
 async def test_any_frame_extends_the_read_deadline(device, monkeypatch):
-    monkeypatch.setattr(consumers, "READ_DEADLINE_SECONDS", 0.5)
+    monkeypatch.setattr(consumers, "READ_DEADLINE_SECONDS", 1.5)
     socket = AgentSocket(application, OWNER, DEVICE)
     await socket.open()
-    for _ in range(4):
-        await asyncio.sleep(0.2)
+    for _ in range(6):  # 2.4 s in all, longer than the deadline, but never 1.5 s of silence
+        await asyncio.sleep(0.4)
         await socket.send({"type": "heartbeat"})
     assert await socket.nothing(0.2)
     await socket.close()
