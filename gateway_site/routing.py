@@ -28,6 +28,11 @@ class GetOnly:
         return await self.fallback(scope, receive, send)
 
 
+def _is_preflight(scope: dict[str, Any]) -> bool:
+    names = {name.lower() for name, _ in scope.get("headers") or ()}
+    return scope.get("method") == "OPTIONS" and b"origin" in names and b"access-control-request-method" in names
+
+
 class HotPaths:
     """`POST …/messages` and webhook ingress go straight to their ASGI handlers; the rest to `fallback`.
 
@@ -46,7 +51,7 @@ class HotPaths:
             match = fastpath.PATH.match(path)
             if match:
                 return await fastpath.messages(scope, receive, send, match.group(1))
-        if path.startswith("/integrations/") and method != "OPTIONS":
+        if path.startswith("/integrations/") and not _is_preflight(scope):
             match = ingress.PATH.match(path)
             if match:
                 return await ingress.ingress(scope, receive, send, match.group(1), match.group(2))

@@ -26,7 +26,7 @@ from relay.transport import rfc3339
 logger = logging.getLogger("gateway.relay")
 
 READ_DEADLINE_SECONDS = 60
-MAX_FRAME_BYTES = 1024 * 1024
+MAX_FRAME_BYTES = 4 * 1024 * 1024  # as the HTTP body cap (Daphne itself stops at 1 MiB, uvicorn at 16 MiB)
 CLOSE_REPLACED = (1000, "replaced_by_new_connection")
 
 
@@ -61,6 +61,10 @@ class AgentConsumer(AsyncWebsocketConsumer):
         await self.accept()
         previous = agents.register(self)
         self.registered = True
+        if agents.count_for_owner(self.owner_uid) > services.MAX_AGENT_SOCKETS_PER_OWNER:  # concurrent connects
+            await self._unregister(mark_offline=False)
+            await self.close(code=1008, reason="too_many_connections")
+            return
         if previous is not None:
             await previous.close_replaced()
         await self.channel_layer.group_add(device_group(self.device_id), self.channel_name)
@@ -107,7 +111,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         self.last_activity = time.monotonic()
         raw = text_data if text_data is not None else (bytes_data or b"").decode("utf-8", "replace")
-        if len(raw) > MAX_FRAME_BYTES:
+        if len(raw) > MAX_FRAME_BYTES or (len(raw) > MAX_FRAME_BYTES // 4 and len(raw.encode()) > MAX_FRAME_BYTES):
             await self.close(code=1009)
             return
         try:
@@ -394,4 +398,4 @@ def _last_event_id(scope: dict[str, Any]) -> int:
     if value is None:
         return 0
     text = value.strip()
-    return int(text) if text.isdigit() else 0
+    return int(text) if text.isascii() and text.isdigit() else 0

@@ -30,9 +30,9 @@ async def messages(scope: dict[str, Any], receive: Any, send: Any, session_id: s
         header_key = sessions.idempotency_header(asgi_http.header(scope, b"x-idempotency-key"))
         data = asgi_http.json_object(scope, body, BadRequest("invalid request body"))
         session = sessions.load(session_id)
-        if session["owner_uid"] != principal.uid and not await sync_to_async(permissions.collaborator_access_cached)(
-            session["device_id"], principal.uid
-        ):
+        if not sessions.owner_member(session, principal) and not await sync_to_async(
+            permissions.collaborator_access_cached
+        )(session["device_id"], principal.uid):
             raise Forbidden("forbidden")
         outgoing = sessions.message_prepare(principal=principal, session=session, header_key=header_key, body=data)
         if not await delivery.send_to_device(outgoing.session["device_id"], outgoing.frame):

@@ -242,7 +242,7 @@ def agent_admit(*, principal: Principal, device_id: str | None, x_device_id: str
     """Checks 2-8 before the upgrade; raises the contract's error for the first that fails."""
     device = socket_device(principal=principal, device_id=device_id)
     device_id = device.device_id
-    if x_device_id is not None:
+    if x_device_id is not None and x_device_id.strip():  # a blank header counts as absent, as upstream
         if not is_valid_id(x_device_id):
             raise BadRequest("invalid X-Device-Id header")
         if x_device_id.strip() != device_id:

@@ -7,7 +7,7 @@ from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse
 
 from gateway_site.auth import Principal, check_scopes
-from gateway_site.errors import Forbidden, NotFound, json_response
+from gateway_site.errors import Forbidden, NotFound, json_response, method_not_allowed
 from gateway_site.jsonbody import json_object
 from gateway_site.views import api_view
 from relay import delivery, sessions
@@ -22,9 +22,9 @@ def _principal(request: HttpRequest) -> Principal:
 async def member_session(session_id: str, principal: Principal) -> sessions.Session:
     """404 `session not found`, 403 `forbidden`; only a collaborator's first check in a minute reads the database."""
     session = sessions.load(session_id)
-    if session["owner_uid"] != principal.uid and not await sync_to_async(permissions.collaborator_access_cached)(
-        session["device_id"], principal.uid
-    ):
+    if not sessions.owner_member(session, principal) and not await sync_to_async(
+        permissions.collaborator_access_cached
+    )(session["device_id"], principal.uid):
         raise Forbidden("forbidden")
     return session
 
@@ -112,4 +112,4 @@ async def messages(request: HttpRequest, session_id: str) -> HttpResponse:
 @api_view("GET")
 async def session_events_non_get(request: HttpRequest, session_id: str) -> HttpResponse:
     """GET of the events stream is served by relay.consumers.SessionEventsConsumer; other methods land here."""
-    raise AssertionError("unreachable: GET is routed to the stream consumer")
+    raise method_not_allowed(["GET"])  # only HEAD gets here: a stream has nothing to show without its body

@@ -69,11 +69,23 @@ def ids_echo(session: Session) -> dict[str, str]:
 # -- membership --------------------------------------------------------------------------------------------------
 
 
-def is_member(session: Session, principal: Principal) -> bool:
-    """relay.md §2: the session's owner by uid, or an active grantee of its device (cached, no DB per frame)."""
+def owner_member(session: Session, principal: Principal) -> bool:
+    """Membership that needs no database: the session's owner by uid, or, in demo mode, by canonical email (the
+    fallback that lets client-init in must also let the session be read, relay.md §2 [Q])."""
     if session["owner_uid"] == principal.uid:
         return True
-    return permissions.collaborator_access_cached(session["device_id"], principal.uid)
+    if settings.GATEWAY.auth_mode == "demo" and session.get("owner_email"):
+        from gateway_site.ids import canonical_email
+
+        return canonical_email(principal.email) == session["owner_email"]
+    return False
+
+
+def is_member(session: Session, principal: Principal) -> bool:
+    """relay.md §2: the owner, or an active grantee of the device (cached, no DB per frame)."""
+    return owner_member(session, principal) or permissions.collaborator_access_cached(
+        session["device_id"], principal.uid
+    )
 
 
 def member_session(session_id: str, principal: Principal) -> Session:
@@ -130,6 +142,7 @@ def client_init_session(*, principal: Principal, session_id: str, init: ClientIn
         "handshake_id": init.handshake_id,
         "device_id": init.device_id,
         "owner_uid": device.owner_uid,
+        "owner_email": device.owner_email,
         "conversation_id": conversation_id,
         "client_ephemeral_public_key": init.client_key,
         "client_session_nonce": init.nonce,
@@ -197,7 +210,9 @@ def record_request_sent(session_id: str, connection_id: str) -> Session | None:
     """The agent socket `connection_id` received the handshake request."""
 
     def mark(session: Session) -> None:
-        if session["status"] == PENDING_CONNECTION:
+        # From agent_error too (upstream keeps agent_error with the error cleared, relay.md §2 [Q]): a request
+        # that reached the agent is pending its ack.
+        if session["status"] in (PENDING_CONNECTION, AGENT_ERROR):
             session["status"] = PENDING_ACK
         session["last_error"] = ""
         session["sent_to_connection"] = connection_id
@@ -562,7 +577,7 @@ def _encrypted_frame(session: Session, frame: dict[str, Any], kind: str) -> Fram
     broken = envelope.violation(out)
     if broken is not None:
         sessions.update(session_id, lambda record: record.__setitem__("updated_at", _now()))
-        if kind == "session.error":
+        if kind == "session.error" and settings.GATEWAY.require_encrypted_frames:
             reason = _r3_plaintext_error(frame)
             if reason is not None:
                 data = {"type": "session.error", "session_id": session_id, "reason": reason}
@@ -611,7 +626,8 @@ def _agent_ack_frame(
     agent_key = _alias(frame, "agent_ephemeral_public_key", "agentEphemeralPublicKey")
     signature = _alias(frame, "agent_identity_signature", "agentIdentitySignature")
     transcript_hash = _alias(frame, "transcript_hash", "transcriptHash")
-    if session["status"] == ACKNOWLEDGED and agent_key != session["agent_ephemeral_public_key"]:
+    already = session["status"] == ACKNOWLEDGED
+    if already and (agent_key != session["agent_ephemeral_public_key"] or frame.get("status") == "error"):
         # R5, and an acknowledged session is never demoted by a later ack.
         return FrameOutcome(
             replies=[
@@ -645,6 +661,8 @@ def _agent_ack_frame(
             raise AckRejected(f"invalid x25519 public key length: got {len(raw)} want 32", 400, "")
         verify_ack(session, identity_key, agent_key, signature, transcript_hash)
     except AckRejected as exc:
+        if already:  # a failing copy of the accepted ack: refuse it, change nothing
+            return FrameOutcome(replies=[{"type": "agent.error", "error": exc.message, "session_id": session_id}])
         return _ack_failed(session_id, out, exc.message)
     try:
         stored = accept_ack(session_id, agent_key, signature, transcript_hash)
@@ -659,6 +677,7 @@ def _ack_failed(session_id: str, out: dict[str, Any], message: str) -> FrameOutc
     def fail(record: Session) -> None:
         record["status"] = AGENT_ERROR
         record["last_error"] = message
+        record["sent_to_connection"] = ""  # a new client-init may hand the request to the agent again
         record["updated_at"] = _now()
 
     sessions.update(session_id, fail)
@@ -686,11 +705,7 @@ def sessions_sweep(*, now: int | None = None) -> list[Session]:
     current = _now() if now is None else now
     swept = []
     for session in sessions.all():
-        if current - session["updated_at"] < IDLE_EXPIRY_SECONDS:
-            continue
-        record = presence.get(session["device_id"])
-        connected = record is not None and record.online(current)
-        if session["status"] in (ACKNOWLEDGED, PENDING_ACK, PENDING_CONNECTION) and connected:
+        if not expired(session, current):
             continue
         if sessions.delete(session["session_id"]) is not None:
             swept.append(session)
@@ -704,8 +719,23 @@ def sweep_if_due() -> list[Session]:
     return sessions_sweep()
 
 
+def expired(session: Session, now: int | None = None) -> bool:
+    """Idle for 24 h and not a live session of a connected device (relay.md §2 lifetime)."""
+    current = _now() if now is None else now
+    if current - session["updated_at"] < IDLE_EXPIRY_SECONDS:
+        return False
+    record = presence.get(session["device_id"])
+    connected = record is not None and record.online(current)
+    return not (session["status"] in (ACKNOWLEDGED, PENDING_ACK, PENDING_CONNECTION) and connected)
+
+
 def load(session_id: str) -> Session:
+    """The session, or 404 `session not found` — also for one past its idle expiry that no sweep has reached yet
+    (sweeps run at most every 5 minutes, when a request or a stream comes by; expiry must not wait for them)."""
     session = sessions.get(session_id)
+    if session is not None and expired(session):
+        sessions.delete(session_id)
+        session = None
     if session is None:
         raise NotFound("session not found")
     return session

@@ -6,7 +6,7 @@ from asgiref.sync import async_to_sync
 from django.http import HttpRequest, HttpResponse
 
 from gateway_site.auth import check_scopes
-from gateway_site.errors import FrameworkError, json_response
+from gateway_site.errors import FrameworkError, json_response, method_not_allowed
 from gateway_site.jsonbody import json_object
 from gateway_site.views import api_view
 from relay import delivery, services, sessions
@@ -59,4 +59,4 @@ def agent_connect_http(request: HttpRequest) -> HttpResponse:
 @api_view("GET")
 def device_events_non_get(request: HttpRequest) -> HttpResponse:
     """GET of the events stream is served by relay.consumers.DeviceEventsConsumer; other methods land here."""
-    raise AssertionError("unreachable: GET is routed to the stream consumer")
+    raise method_not_allowed(["GET"])  # only HEAD gets here: a stream has nothing to show without its body

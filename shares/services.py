@@ -25,7 +25,6 @@ from shares.models import Grant, InviteToken
 DEFAULT_INVITE_TTL = 7 * 86400
 MAX_INVITE_TTL = 90 * 86400
 INT64 = (-(2**63), 2**63 - 1)
-NO_FRONTEND = "https://example.com"
 
 
 def _now() -> int:
@@ -37,11 +36,9 @@ def token_digest(token: str) -> str:
 
 
 def invite_url(token: str) -> str:
-    """DECISIONS D2: `<PUBLIC_BASE_URL>/share/<token>`; a configured separate frontend gets `/share/<token>` too."""
-    config = settings.GATEWAY
-    frontend = config.frontend_url.strip().rstrip("/")
-    base = frontend if frontend and frontend != NO_FRONTEND else config.public_base_url
-    return f"{base}/share/{token}"
+    """DECISIONS D2: always `<PUBLIC_BASE_URL>/share/<token>`, the page this gateway serves (FRONTEND_URL, the
+    upstream's base for invite links, is parsed but no longer used: the decision wins)."""
+    return f"{settings.GATEWAY.public_base_url}/share/{token}"
 
 
 def _optional_int(body: dict[str, Any], name: str) -> int:

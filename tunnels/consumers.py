@@ -24,7 +24,6 @@ from tunnels.registry import inflight, tunnels
 
 logger = logging.getLogger("gateway.tunnels")
 
-READ_DEADLINE_SECONDS = 60
 MAX_TUNNELS_PER_OWNER = 50
 
 
@@ -71,24 +70,28 @@ class TunnelConsumer(AsyncWebsocketConsumer):
         self.owner_uid = principal.uid
         self.connection_id = next_connection_id("tun")
         self.routes: set[str] = set()
-        self.last_activity = time.monotonic()
         self._send_lock = asyncio.Lock()
         await self.accept()
         previous = tunnels.register(self)
         self.registered = True
         if previous is not None:
             await previous.close_replaced()
+        if tunnels.count_for_owner(self.owner_uid) > MAX_TUNNELS_PER_OWNER:  # a race of concurrent connects
+            await self._unregister()
+            await self.close(code=1008, reason="too_many_connections")
+            return
+        # Liveness is the ASGI server's WebSocket ping/pong (Daphne and uvicorn ping every 20 s): tunnel clients
+        # answer pings and send their own, but pings never reach the application, so an idle tunnel must not be
+        # cut by an application-level read deadline.
         await self.send_frame({"type": "tunnel.connected", "device_id": self.device_id, "at": rfc3339(time.time())})
-        self._watchdog = asyncio.ensure_future(self._read_deadline())
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        self.last_activity = time.monotonic()
         raw = text_data if text_data is not None else (bytes_data or b"").decode("utf-8", "replace")
         try:
             frame = json.loads(raw)
         except ValueError:
             frame = None
-        if not isinstance(frame, dict):
+        if not isinstance(frame, dict) or not isinstance(frame.get("type", ""), str):
             await self.send_frame({"type": "tunnel.error", "error": "invalid_json"})
             return
         kind = frame.get("type")
@@ -185,21 +188,10 @@ class TunnelConsumer(AsyncWebsocketConsumer):
         with contextlib.suppress(Exception):
             await self.close()
 
-    async def _read_deadline(self) -> None:
-        while True:
-            remaining = READ_DEADLINE_SECONDS - (time.monotonic() - self.last_activity)
-            if remaining <= 0:
-                await self._drop()
-                return
-            await asyncio.sleep(remaining)
-
     async def _unregister(self) -> None:
         if not self.registered:
             return
         self.registered = False
-        watchdog = getattr(self, "_watchdog", None)
-        if watchdog is not None and watchdog is not asyncio.current_task():
-            watchdog.cancel()
         held = list(self.routes)
         tunnels.unregister(self)
         inflight.fail_connection(self.connection_id)

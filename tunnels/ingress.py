@@ -119,6 +119,8 @@ async def _relay(send: Any, scope: dict[str, Any], answer: dict[str, Any]) -> No
         body = base64.b64decode(encoded, validate=True) if isinstance(encoded, str) else None
     except (binascii.Error, ValueError):
         body = None
+    # Upstream answers 502 for an undecodable body or an empty one with status <= 0; a status HTTP cannot carry
+    # (below 100 or above 599) cannot be relayed either, so it is a 502 too.
     if body is None or not 100 <= status <= 599:
         await _plain(send, scope, 502)
         return

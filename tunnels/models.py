@@ -26,6 +26,9 @@ class IntegrationRoute(models.Model):
     token_hash = models.CharField(max_length=64)
     previous_token_hash = models.CharField(max_length=64, blank=True)
     previous_token_expires_at = models.DateTimeField(null=True)
+    # Set when the owner disabled the route through the API (PUT status inactive): then, unlike a tunnel's own
+    # deactivation, a reconnecting tunnel may not turn it back on (tunnels.md §9 [S]).
+    owner_disabled = models.BooleanField(default=False)
     version = models.IntegerField(default=1)
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField()

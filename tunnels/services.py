@@ -239,6 +239,7 @@ def route_update(*, principal: Principal, route_id: str, body: dict[str, Any]) -
             changes["status"] = IntegrationRoute.PROVISIONED
     if status:
         changes["status"] = status
+        changes["owner_disabled"] = status == IntegrationRoute.INACTIVE
     changes["updated_at"] = _now()
     route = _save_versioned(route, **changes)
     if device_changed:
@@ -360,7 +361,7 @@ def activation_check(*, route_id: str, owner_uid: str, device_id: str) -> dict[s
         return rejected("device_mismatch", "Route is bound to a different device")
     # Two hardenings of the upstream (tunnels.md §9): a route its owner disabled stays disabled across tunnel
     # reconnects, and a route whose token expired does not claim to be live while ingress answers 404.
-    if route.status == IntegrationRoute.INACTIVE:
+    if route.status == IntegrationRoute.INACTIVE and route.owner_disabled:
         return rejected("route_inactive", "Route is inactive; set its status to provisioned to allow activation")
     if route.token_expires_at <= _now():
         return rejected("token_expired", "Route token has expired; rotate it")

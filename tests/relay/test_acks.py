@@ -185,3 +185,54 @@ async def test_ack_for_another_device_or_handshake_is_dropped():
         assert await agent.nothing()
         assert (await status_of(http))["status"] == "pending_agent_ack"
     await agent.close()
+
+
+async def test_a_failing_copy_of_the_accepted_ack_changes_nothing():
+    keys = await make_device()
+    agent = await open_agent()
+    async with http_client(application) as http:
+        _, request = await started(http, agent)
+        ack = keys.ack(request)
+        assert (await post_ack(http, ack)).status_code == 202
+        for bad in ({**ack, "transcript_hash": b64(b"z" * 32)}, {**ack, "status": "error"}):
+            await agent.send({"type": "session.handshake.ack", "status": "ok", "session_id": "sess_a1", **bad})
+            reply = await agent.recv()
+            assert reply["type"] == "agent.error"
+        assert (await status_of(http))["status"] == "agent_acknowledged"
+    await agent.close()
+
+
+async def test_client_init_after_agent_error_sends_again():
+    keys = await make_device()
+    agent = await open_agent()
+    async with http_client(application) as http:
+        client, request = await started(http, agent)
+        await agent.send(
+            {"type": "session.handshake.ack", "session_id": "sess_a1", **keys.ack(request), "status": "error"}
+        )
+        await agent.send({"type": "ping"})
+        await agent.recv()
+        assert (await status_of(http))["status"] == "agent_error"
+        again = await http.post(
+            "/gateway/v1/sessions/sess_a1/handshake/client-init", json=client.init_body(), headers=bearer(OWNER)
+        )
+        assert (again.json()["status"], again.json()["relay_status"]) == ("pending_agent_ack", "forwarded_to_agent")
+        assert (await agent.recv())["type"] == "session.handshake.request"
+    await agent.close()
+
+
+async def test_demo_email_owner_may_read_the_session_it_opened():
+    from asgiref.sync import sync_to_async as s2a
+
+    from tests.relay_helpers import register
+
+    await s2a(register)("dev_mail0001", "old-owner", email="owner@example.com")
+    same_email = token_for("new-uid", email="owner@example.com")
+    client = ClientSide.new("sess_mail1", "hs_mail1", "dev_mail0001")
+    async with http_client(application) as http:
+        init = await http.post(
+            "/gateway/v1/sessions/sess_mail1/handshake/client-init", json=client.init_body(), headers=bearer(same_email)
+        )
+        assert init.status_code == 202
+        poll = await http.get("/gateway/v1/sessions/sess_mail1/handshake/hs_mail1", headers=bearer(same_email))
+        assert poll.status_code == 200

@@ -280,3 +280,9 @@ async def test_presence_is_renewed_while_the_socket_is_open(device, monkeypatch)
         assert time.monotonic() < deadline, "presence was not renewed"
         await asyncio.sleep(0.05)
     await socket.close()
+
+
+async def test_blank_x_device_id_counts_as_absent(device):
+    socket = AgentSocket(application, OWNER, DEVICE, X_Device_Id=" ")
+    await socket.open()
+    await socket.close()

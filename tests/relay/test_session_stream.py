@@ -300,3 +300,41 @@ async def test_a_slow_reader_is_evicted(live, monkeypatch):
         if not stream.more:
             break
     assert b"id: 10000" in raw  # what fitted was written, then the stream ended
+
+
+async def test_an_expired_session_is_gone_before_any_sweep(live):
+    http, agent, _, session = live
+    await agent.close()
+    store.update(
+        session.session_id, lambda r: r.__setitem__("updated_at", r["updated_at"] - relay_sessions.IDLE_EXPIRY_SECONDS)
+    )
+    response = await http.get(
+        f"/gateway/v1/sessions/{session.session_id}/handshake/{session.handshake_id}", headers=bearer(OWNER)
+    )
+    assert (response.status_code, response.json()) == (404, {"error": "session not found"})
+    assert store.get(session.session_id) is None
+
+
+async def test_a_non_ascii_last_event_id_replays_everything(live):
+    http, agent, keys, session = live
+    stream, status = await open_stream(session.session_id, Last_Event_ID="\u00b9\u00b2")
+    assert status == 200
+    assert b"session.handshake.ack" in await stream.read_until(b"}\n\n")
+    await stream.close()
+
+
+async def test_head_on_a_stream_is_405(live):
+    http, _, _, session = live
+    response = await http.head(f"/gateway/v1/sessions/{session.session_id}/events", headers=bearer(OWNER))
+    assert response.status_code == 405
+
+
+async def test_plaintext_error_passes_unchanged_when_encryption_is_not_required(live, configure):
+    http, agent, _, session = live
+    await sync_to_async(configure)(require_encrypted_frames=False)
+    stream, _ = await open_stream(session.session_id)
+    await stream.read_until(b"}\n\n")
+    await agent.send({"type": "session.error", "session_id": session.session_id, "error": "x"})
+    event = parse(blocks(await stream.read_until(b"}\n\n"))[0])
+    assert event["event"] == "session.event" and json.loads(event["data"])["error"] == "x"
+    await stream.close()

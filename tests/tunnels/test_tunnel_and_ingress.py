@@ -390,3 +390,35 @@ async def test_health_counts_routes_and_tunnels(setup):
     body = (await http.get("/gateway/v1/health", headers=bearer(OWNER))).json()
     assert (body["routes"], body["tunnels"], body["inflight"]) == (1, 1, 0)
     await socket.close()
+
+
+async def test_a_tunnel_may_turn_back_on_what_it_turned_off(setup):
+    http = setup
+    route = (await new_route(http))["route"]["route_id"]
+    socket = await connect()
+    await activate(socket, route)
+    await socket.send({"type": "tunnel.deactivate", "routes": [route]})
+    assert (await socket.recv())["results"][0]["status"] == "inactive"
+    assert (await activate(socket, route))["results"][0]["status"] == "active"  # only an owner's PUT disables it
+    await socket.close()
+
+
+async def test_non_preflight_options_reaches_ingress(setup):
+    http = setup
+    _, socket, path = await live_route(http)
+    answer = asyncio.ensure_future(answering(socket, status=204))
+    response = await http.options(path)
+    request = await answer
+    assert response.status_code == 204 and request["method"] == "OPTIONS"
+    preflight = await http.options(
+        path, headers={"Origin": "https://x.example", "Access-Control-Request-Method": "POST"}
+    )
+    assert preflight.status_code == 204 and "access-control-allow-methods" in preflight.headers
+    await socket.close()
+
+
+async def test_non_string_frame_type_is_invalid_json(setup):
+    socket = await connect()
+    await socket.send({"type": 123})
+    assert await socket.recv() == {"type": "tunnel.error", "error": "invalid_json"}
+    await socket.close()
