@@ -10,6 +10,8 @@ from gateway_site.errors import FrameworkError, json_response, method_not_allowe
 from gateway_site.jsonbody import json_object
 from gateway_site.views import api_view
 from relay import delivery, services, sessions
+from tunnels import delivery as tunnel_delivery
+from tunnels import services as tunnel_services
 
 
 @api_view("GET", "PUT")
@@ -31,8 +33,11 @@ def device_list(request: HttpRequest) -> HttpResponse:
 @api_view("DELETE")
 def device_detail(request: HttpRequest, device_id: str) -> HttpResponse:
     device_id = services.validate_device_path(device_id)
+    routes = tunnel_services.route_ids_of_device(device_id)
     affected = services.device_delete(principal=request.principal, device_id=device_id)  # type: ignore[attr-defined]
     async_to_sync(delivery.close_device)(device_id)
+    # Its routes went with it (cascade): no webhook may reach the device's tunnel any more.
+    async_to_sync(tunnel_delivery.routes_removed)(routes)
     # Subscribers get `session.ended` (device_deleted) before the sessions themselves go (DECISIONS D1, R4).
     for session_id in sessions.sessions_of_device_delete(device_id):
         async_to_sync(_end_streams)(session_id)

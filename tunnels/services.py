@@ -368,6 +368,10 @@ def activation_check(*, route_id: str, owner_uid: str, device_id: str) -> dict[s
     return None
 
 
+def route_ids_of_device(device_id: str) -> list[str]:
+    return list(IntegrationRoute.objects.filter(device_id=device_id).values_list("route_id", flat=True))
+
+
 def set_status(route_id: str, status: str) -> None:
     IntegrationRoute.objects.filter(route_id=route_id).update(status=status, updated_at=_now())
     forget_snapshot(route_id)

@@ -13,7 +13,7 @@ from django.views.decorators.csrf import csrf_exempt
 from gateway_site.errors import json_response
 from gateway_site.operator import verify_operator_token
 from gateway_site.views import api_view
-from tunnels import services
+from tunnels import delivery, services
 from tunnels.registry import tunnels
 
 logger = logging.getLogger("gateway.tunnels")
@@ -71,7 +71,7 @@ def route_detail(request: HttpRequest, route_id: str) -> HttpResponse:
             _deactivate(route_id, "route_updated")
         return json_response({"route": services.route_view(updated.route)})
     result = services.route_delete(principal=_principal(request), route_id=route_id)
-    _deactivate(route_id, "revoked")
+    async_to_sync(delivery.routes_removed)([route_id])
     return json_response(result)
 
 

@@ -422,3 +422,20 @@ async def test_non_string_frame_type_is_invalid_json(setup):
     await socket.send({"type": 123})
     assert await socket.recv() == {"type": "tunnel.error", "error": "invalid_json"}
     await socket.close()
+
+
+async def test_deleting_the_device_ends_its_routes_at_once(setup):
+    http = setup
+    created, socket, path = await live_route(http)
+    answer = asyncio.ensure_future(answering(socket, status=200))
+    assert (await http.post(path)).status_code == 200  # the snapshot is warm
+    await answer
+    assert (await http.delete(f"/gateway/v1/devices/{DEVICE}", headers=bearer(OWNER))).status_code == 204
+    frame = await socket.recv()
+    assert (frame["type"], frame["route_id"], frame["reason"]) == (
+        "tunnel.route_deactivated",
+        created["route"]["route_id"],
+        "revoked",
+    )
+    assert (await http.post(path)).status_code == 404
+    await socket.close()
