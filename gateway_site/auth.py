@@ -2,13 +2,12 @@
 
 One reusable piece, three uses: `BearerAuthMiddleware` authenticates every `/gateway/v1/*` request before routing
 (Django views), `principal_from_scope` serves ASGI consumers (SSE streams), and `WebSocketBearerMiddleware` puts the
-principal, or the refusal, into a WebSocket scope. `require_scope` enforces the `device` scope where O2 says.
+principal, or the refusal, into a WebSocket scope. `check_scopes` enforces the `device` scope where O2 says.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,20 +121,6 @@ class BearerAuthMiddleware(MiddlewareMixin):
         else:
             request.principal = None  # type: ignore[attr-defined]
         return None
-
-
-def require_scope(*scopes: str) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
-    """View decorator: the caller's token must carry every scope in `scopes` (403 insufficient_scope)."""
-
-    def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-        @functools.wraps(view)
-        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            check_scopes(request.principal, *scopes)  # type: ignore[attr-defined]
-            return view(request, *args, **kwargs)
-
-        return wrapper
-
-    return decorate
 
 
 class WebSocketBearerMiddleware:

@@ -158,14 +158,9 @@ def device_list(*, principal: Principal) -> list[dict[str, Any]]:
     return [item for _, item in rows]
 
 
-def device_statuses(*, principal: Principal) -> dict[str, tuple[str, str]]:
-    """For the events stream: visible device id -> (status, at), `at` = last_seen_at when online, else ''."""
-    return device_view(principal=principal)[0]
-
-
 def device_view(*, principal: Principal) -> tuple[dict[str, tuple[str, str]], int]:
-    """The events stream's view: statuses as in `device_statuses`, and the earliest future grant expiry among
-    the shared devices (0 if none), when the view changes without any event."""
+    """The events stream's view: visible device id -> (status, at), `at` = last_seen_at when online, else '';
+    and the earliest future grant expiry among the shared devices (0 if none), when the view changes by itself."""
     now = time.time()
     accesses = permissions.visible_devices(principal)
     records = _presence_of(accesses)

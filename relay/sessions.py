@@ -88,16 +88,6 @@ def is_member(session: Session, principal: Principal) -> bool:
     )
 
 
-def member_session(session_id: str, principal: Principal) -> Session:
-    """The session for a member; 404 `session not found` / 403 `forbidden`."""
-    session = sessions.get(session_id)
-    if session is None:
-        raise NotFound("session not found")
-    if not is_member(session, principal):
-        raise Forbidden("forbidden")
-    return session
-
-
 # -- client-init (§4.1) ------------------------------------------------------------------------------------------
 
 
