@@ -64,6 +64,23 @@ class TokenMissingSubject(VerificationFailed):
     """Verified, but without a subject."""
 
 
+def _decode(client: jwt.PyJWKClient, id_token: str, **checks: Any) -> dict[str, Any]:
+    """Signature with the provider's key for the token's `kid`, then pyjwt's claim checks; VerificationFailed."""
+    key = _signing_key(client, id_token)
+    try:
+        return dict(jwt.decode(id_token, key, **checks))
+    except jwt.PyJWTError as exc:
+        raise VerificationFailed(exc.__class__.__name__) from None
+
+
+def _identity(claims: dict[str, Any], *name_claims: str) -> Identity:
+    uid = _first_str(claims, "sub")
+    if not uid:
+        raise TokenMissingSubject("no sub")
+    email = _email(claims)
+    return Identity(uid=uid, email=email, name=_first_str(claims, *name_claims) or email or uid)
+
+
 @dataclass
 class OidcVerifier:
     issuer: str
@@ -90,23 +107,15 @@ class OidcVerifier:
         self._jwks = _jwk_client(self.jwks_uri)
 
     def verify(self, id_token: str) -> Identity:
-        key = _signing_key(self._jwks, id_token)
-        try:
-            claims = jwt.decode(
-                id_token,
-                key,
-                algorithms=self.algorithms,
-                audience=self.client_id,
-                issuer=self.issuer,
-                options={"require": ["exp", "iss", "aud"]},
-            )
-        except jwt.PyJWTError as exc:
-            raise VerificationFailed(exc.__class__.__name__) from None
-        uid = _first_str(claims, "sub")
-        if not uid:
-            raise TokenMissingSubject("no sub")
-        email = _email(claims)
-        return Identity(uid=uid, email=email, name=_first_str(claims, "name", "preferred_username") or email or uid)
+        claims = _decode(
+            self._jwks,
+            id_token,
+            algorithms=self.algorithms,
+            audience=self.client_id,
+            issuer=self.issuer,
+            options={"require": ["exp", "iss", "aud"]},
+        )
+        return _identity(claims, "name", "preferred_username")
 
 
 @dataclass
@@ -118,26 +127,18 @@ class FirebaseVerifier:
         self._jwks = _jwk_client(self.jwks_url)
 
     def verify(self, id_token: str) -> Identity:
-        key = _signing_key(self._jwks, id_token)
-        try:
-            claims = jwt.decode(
-                id_token,
-                key,
-                algorithms=["RS256"],
-                audience=self.project_id,
-                issuer=f"https://securetoken.google.com/{self.project_id}",
-                options={"require": ["exp", "iat", "iss", "aud"]},
-            )
-        except jwt.PyJWTError as exc:
-            raise VerificationFailed(exc.__class__.__name__) from None
+        claims = _decode(
+            self._jwks,
+            id_token,
+            algorithms=["RS256"],
+            audience=self.project_id,
+            issuer=f"https://securetoken.google.com/{self.project_id}",
+            options={"require": ["exp", "iat", "iss", "aud"]},
+        )
         auth_time = claims.get("auth_time")
         if not isinstance(auth_time, int | float) or auth_time > time.time():
             raise VerificationFailed("auth_time")
-        uid = _first_str(claims, "sub")
-        if not uid:
-            raise TokenMissingSubject("no sub")
-        email = _email(claims)
-        return Identity(uid=uid, email=email, name=_first_str(claims, "name", "display_name") or email or uid)
+        return _identity(claims, "name", "display_name")
 
 
 _verifiers: dict[tuple[str, ...], Verifier] = {}

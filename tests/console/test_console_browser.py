@@ -54,6 +54,18 @@ async def agent_token(base: str, email: str) -> str:
     return tokens.json()["access_token"]
 
 
+async def create_invite(base: str, device_id: str, email: str) -> str:
+    """The owner (owner@example.com) invites `email` through the API; returns the invite token."""
+    owner_token = await agent_token(base, "owner@example.com")
+    async with httpx.AsyncClient(base_url=base) as http:
+        created = await http.post(
+            "/gateway/v1/shares/invites",
+            json={"deviceId": device_id, "email": email},
+            headers={"Authorization": f"Bearer {owner_token}"},
+        )
+    return str(created.json()["inviteUrl"].rsplit("/", 1)[1])
+
+
 class Agent:
     """A simulated agent: registers its identity key, holds the socket, acks handshakes, answers prompts."""
 
@@ -259,14 +271,7 @@ async def test_errors_are_shown_in_words(gateway_url, browser):
     agent = Agent(gateway_url, await agent_token(gateway_url, "owner@example.com"), device_id, "laptop")
     await agent.start()
     try:
-        async with httpx.AsyncClient(base_url=gateway_url) as http:
-            owner_token = await agent_token(gateway_url, "owner@example.com")
-            created = await http.post(
-                "/gateway/v1/shares/invites",
-                json={"deviceId": device_id, "email": "carol@example.com"},
-                headers={"Authorization": f"Bearer {owner_token}"},
-            )
-            token = created.json()["inviteUrl"].rsplit("/", 1)[1]
+        token = await create_invite(gateway_url, device_id, "carol@example.com")
         page = await browser.new_page()
         await page.goto(f"{gateway_url}/console#/share/{token}")
         await page.click("#sign-in")
@@ -286,17 +291,12 @@ async def test_grantee_leaves_a_shared_device(gateway_url, browser):
     agent = Agent(gateway_url, await agent_token(gateway_url, "owner@example.com"), device_id, "shared-box")
     await agent.start()
     try:
+        token = await create_invite(gateway_url, device_id, "dave@example.com")
         async with httpx.AsyncClient(base_url=gateway_url) as http:
-            owner_token = await agent_token(gateway_url, "owner@example.com")
-            created = await http.post(
-                "/gateway/v1/shares/invites",
-                json={"deviceId": device_id, "email": "dave@example.com"},
-                headers={"Authorization": f"Bearer {owner_token}"},
-            )
             dave_token = await agent_token(gateway_url, "dave@example.com")
             accepted = await http.post(
                 "/gateway/v1/shares/invites/accept",
-                json={"token": created.json()["inviteUrl"].rsplit("/", 1)[1]},
+                json={"token": token},
                 headers={"Authorization": f"Bearer {dave_token}"},
             )
             assert accepted.status_code == 200

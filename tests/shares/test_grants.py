@@ -2,29 +2,13 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
-from shares import permissions
 from shares.models import Grant
 from tests.relay_helpers import auth, register, token_for
 from tests.shares_helpers import BOB, DEVICE, EVE, OWNER, accept, invite, invite_token, shared_device
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    class Clock:
-        now = int(time.time())
-
-        def advance(self, seconds: int) -> None:
-            self.now += seconds
-
-    c = Clock()
-    monkeypatch.setattr(permissions, "now", lambda: c.now)
-    return c
 
 
 def error(response):

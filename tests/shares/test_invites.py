@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 
 import pytest
 from django.db import connection
 from django.test import Client
 
-from shares import permissions
 from shares.models import Grant, InviteToken
 from tests.relay_helpers import register, token_for
 from tests.shares_helpers import BOB, DEVICE, EVE, OWNER, accept, invite, invite_token, post_json
@@ -21,21 +19,6 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def device():
     return register(DEVICE, "owner-1", email="owner@example.com", name="office-mac")
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    """Freeze the sharing clock; `clock.advance(seconds)` moves it."""
-
-    class Clock:
-        now = int(time.time())
-
-        def advance(self, seconds: int) -> None:
-            self.now += seconds
-
-    c = Clock()
-    monkeypatch.setattr(permissions, "now", lambda: c.now)
-    return c
 
 
 def error(response):
