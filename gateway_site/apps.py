@@ -8,3 +8,6 @@ from django.apps import AppConfig
 class GatewaySiteConfig(AppConfig):
     name = "gateway_site"
     verbose_name = "Gateway"
+
+    def ready(self) -> None:
+        from gateway_site import checks  # noqa: F401 - registers the system checks

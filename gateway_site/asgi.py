@@ -1,4 +1,4 @@
-"""The ASGI entry point: access log and body limit around a ProtocolTypeRouter (http: consumers, then Django)."""
+"""The ASGI entry point: lifecycle (SIGTERM, lifespan), access log and body limit around a ProtocolTypeRouter."""
 
 from __future__ import annotations
 
@@ -15,14 +15,15 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
-from gateway_site import boot  # noqa: E402
+from gateway_site import boot, daphne_compat  # noqa: E402
 from gateway_site.accesslog import AccessLogMiddleware  # noqa: E402
 from gateway_site.auth import WebSocketBearerMiddleware  # noqa: E402
 from gateway_site.bodylimit import BodyLimitMiddleware  # noqa: E402
+from gateway_site.lifecycle import LifecycleMiddleware  # noqa: E402
 from gateway_site.routing import GetOnly, HotPaths, http_consumer_routes, websocket_routes  # noqa: E402
 
 
-def build_application() -> AccessLogMiddleware:
+def build_application() -> LifecycleMiddleware:
     router = ProtocolTypeRouter(
         {
             "http": HotPaths(
@@ -40,8 +41,9 @@ def build_application() -> AccessLogMiddleware:
         ingress_prefix="/integrations/",
         ingress_max_bytes=settings.GATEWAY_MAX_INGRESS_BODY_BYTES,
     )
-    return AccessLogMiddleware(limited)
+    return LifecycleMiddleware(AccessLogMiddleware(limited))
 
 
 boot.start()
+daphne_compat.install()
 application = build_application()

@@ -50,7 +50,7 @@ async def read_body(receive: Any) -> bytes:
 
 
 def cors_headers(scope: Mapping[str, Any]) -> Headers:
-    """The headers GatewayCorsMiddleware adds to an actual (non-preflight) response (config.md §7)."""
+    """The headers GatewayCorsMiddleware adds to an actual (non-preflight) response (docs/protocol/config.md §7)."""
     origin = header(scope, b"origin")
     if settings.CORS_ALLOW_ALL_ORIGINS:
         return [(b"access-control-allow-origin", b"*")] if origin else []

@@ -1,4 +1,4 @@
-"""Bearer authentication for `/gateway/v1/*` (oauth.md §9, DECISIONS O2/O3).
+"""Bearer authentication for `/gateway/v1/*` (docs/protocol/oauth.md §9, docs/protocol/decisions.md O2/O3).
 
 One reusable piece, three uses: `BearerAuthMiddleware` authenticates every `/gateway/v1/*` request before routing
 (Django views), `principal_from_scope` serves ASGI consumers (SSE streams), and `WebSocketBearerMiddleware` puts the
@@ -150,7 +150,7 @@ def websocket_denial_supported(scope: Mapping[str, Any]) -> bool:
 async def refuse_websocket(consumer: Any, error: ApiError) -> None:
     """Refuse an upgrade with the error's exact status and JSON body where the server supports the denial-response
     extension (uvicorn); elsewhere (Daphne) a plain close before accept, which the server answers with 403
-    (DECISIONS R7)."""
+    (docs/protocol/decisions.md R7)."""
     if websocket_denial_supported(consumer.scope):
         response = error.to_response()
         headers = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in response.items()]

@@ -1,7 +1,7 @@
 """ASGI body limit in front of everything: bodies over the cap get the framework 413 before Django reads them.
 
-Django would otherwise spool any size and then answer 400 (PLATFORM-NOTES §6). A declared Content-Length over the
-cap is refused at once; a chunked body is counted as it arrives. Under uvicorn this stops the upload early; Daphne
+Django would otherwise spool any size and then answer 400 (docs/platform-notes.md §6). A declared Content-Length over
+the cap is refused at once; a chunked body is counted as it arrives. Under uvicorn this stops the upload early; Daphne
 reads the whole body before calling the application, so there it only bounds what the application keeps.
 """
 
@@ -17,7 +17,8 @@ Message = dict[str, Any]
 
 class BodyLimitMiddleware:
     """`max_bytes` everywhere, except below `ingress_prefix`: webhook ingress has routes of up to 5 MiB (the
-    upstream's 4 MiB cap below that maximum is a defect, tunnels.md §9) and answers with a plain-text 413."""
+    upstream's 4 MiB cap below that maximum is a defect, docs/protocol/tunnels.md §9) and answers with a plain-text
+    413."""
 
     def __init__(self, app: Any, max_bytes: int, *, ingress_prefix: str = "", ingress_max_bytes: int = 0) -> None:
         self.app = app

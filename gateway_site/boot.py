@@ -1,7 +1,7 @@
 """Process start-up: keep the in-memory database alive, apply migrations to it, log the start-up line.
 
 The memdb database lives as long as one connection to it is open; Django closes its connections at the end of
-every request, so a keeper connection holds it for the life of the process (PLATFORM-NOTES §2). Migrations run
+every request, so a keeper connection holds it for the life of the process (docs/platform-notes.md §2). Migrations run
 in a separate thread because the ASGI module may be imported inside a running event loop (uvicorn), where Django
 refuses synchronous database work.
 """
@@ -40,7 +40,7 @@ def _migrate() -> None:
 
 
 def _init_identity_verifier() -> None:
-    """config.md §1 step 5: an identity provider that cannot be set up stops the process with one line."""
+    """docs/protocol/config.md §1 step 5: an identity provider that cannot be set up stops the process with one line."""
     from oauthapp.verifiers import ProviderInitError, init_verifier
 
     try:
@@ -87,4 +87,12 @@ def start() -> None:
         },
     )
     if config.auth_mode == "demo":
-        logger.warning("AUTH_MODE=demo is non-production")
+        from gateway_site.checks import demo_mode_exposed
+
+        if demo_mode_exposed():
+            logger.warning(
+                f"AUTH_MODE=demo on the public address {config.public_base_url}: anyone can sign in as any email; "
+                "set AUTH_MODE=oidc (or firebase) and DEMO_AUTH_DISABLED=true for real use"
+            )
+        else:
+            logger.warning("AUTH_MODE=demo: anyone who can reach this gateway can sign in as any email (local use)")

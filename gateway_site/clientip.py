@@ -1,4 +1,4 @@
-"""The client IP used for rate limits and logs (DECISIONS O9, config.md §8).
+"""The client IP used for rate limits and logs (docs/protocol/decisions.md O9, docs/protocol/config.md §8).
 
 With PROXY_HEADER set, the first address of that header wins; otherwise (or when it is missing or empty) the TCP
 peer. Trusting the header is only safe when the gateway is reachable through the proxy alone.

@@ -1,4 +1,5 @@
-"""The gateway's environment contract (spec config.md, amended by DECISIONS.md): parse, derive, validate.
+"""The gateway's environment contract (docs/protocol/config.md, amended by docs/protocol/decisions.md): parse, derive,
+validate.
 
 `load_config(environ)` is pure: it reads the given mapping and returns a frozen `GatewayConfig`, or raises
 `ConfigError` whose message is the one line printed at start-up. `settings.py` turns the result into Django settings.
@@ -32,7 +33,7 @@ LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 
-# Every variable the contract reads (config.md §3 plus our additions), for .env.example and the tests.
+# Every variable the contract reads (docs/protocol/config.md §3 plus our additions), for .env.example and the tests.
 VARIABLES = (
     "PORT",
     "PUBLIC_BASE_URL",
@@ -75,6 +76,9 @@ VARIABLES = (
     "LOG_LEVEL",
     "DJANGO_DEBUG",
     "ALLOWED_HOSTS",
+    "SHUTDOWN_TIMEOUT_SECONDS",
+    "SHUTDOWN_DRAIN_SECONDS",
+    "WEB_CONCURRENCY",
 )
 
 _TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
@@ -130,6 +134,9 @@ class GatewayConfig:
     log_level: str
     debug: bool
     allowed_hosts: tuple[str, ...]
+    shutdown_timeout_seconds: int = 10
+    shutdown_drain_seconds: int = 0
+    web_concurrency: int = 1
 
     @property
     def database_in_memory(self) -> bool:
@@ -145,7 +152,8 @@ class GatewayConfig:
 
 
 class _Reader:
-    """Reads raw strings through django-environ and applies the contract's parsing helpers (config.md §2)."""
+    """Reads raw strings through django-environ and applies the contract's parsing helpers (docs/protocol/config.md
+    §2)."""
 
     def __init__(self, environ_map: Mapping[str, str]) -> None:
         self._env = environ.Env()
@@ -204,7 +212,7 @@ class _Reader:
 
 
 def memory_database() -> dict[str, Any]:
-    """The process-wide in-memory SQLite database (PLATFORM-NOTES §2).
+    """The process-wide in-memory SQLite database (docs/platform-notes.md §2).
 
     memdb with a `/` name is shared by every connection of the process; IMMEDIATE transactions plus a busy timeout
     make concurrent writers wait instead of failing with `database is locked`.
@@ -218,12 +226,12 @@ def memory_database() -> dict[str, Any]:
 
 
 def derive_transport_secret(signing_key: str) -> str:
-    """config.md §1 step 3.2: the default transport-token secret."""
+    """docs/protocol/config.md §1 step 3.2: the default transport-token secret."""
     return hmac.new(signing_key.encode(), b"transport-token-secret", hashlib.sha256).hexdigest()
 
 
 def derive_public_base_url(configured: str, railway_domain: str, port: int | str) -> str:
-    """config.md §5: explicit value (trailing `/` removed), else Railway's domain, else localhost."""
+    """docs/protocol/config.md §5: explicit value (trailing `/` removed), else Railway's domain, else localhost."""
     if configured:
         return configured.rstrip("/")
     if railway_domain:
@@ -243,7 +251,8 @@ _ORIGIN_RE = re.compile(r"^[a-z][a-z0-9+.-]*://(\*\.)?[a-z0-9.\-\[\]:]+/?$")
 
 
 def validate_origin(entry: str) -> str:
-    """config.md §7 entry syntax; returns the normalised (lowercase, no trailing `/`) entry or raises ValueError."""
+    """docs/protocol/config.md §7 entry syntax; returns the normalised (lowercase, no trailing `/`) entry or raises
+    ValueError."""
     if entry == "*":
         return entry
     lowered = entry.lower()
@@ -268,9 +277,9 @@ def origin_pattern(entry: str) -> re.Pattern[str]:
 
 
 def load_config(environ_map: Mapping[str, str]) -> GatewayConfig:
-    """Parse, derive and validate the configuration from `environ_map` (config.md §1).
+    """Parse, derive and validate the configuration from `environ_map` (docs/protocol/config.md §1).
 
-    Raises ConfigError with the first failing rule's message (config.md §6 order, then our additions).
+    Raises ConfigError with the first failing rule's message (docs/protocol/config.md §6 order, then our additions).
     """
     read = _Reader(environ_map)
 
@@ -297,7 +306,7 @@ def load_config(environ_map: Mapping[str, str]) -> GatewayConfig:
     oidc_issuer_url = read.string("OIDC_ISSUER_URL")
     oidc_client_id = read.string("OIDC_CLIENT_ID")
 
-    # config.md §6, first failure wins. Rows 3, 5-7 and 9-11 cannot fail after defaulting and clamping.
+    # docs/protocol/config.md §6, first failure wins. Rows 3, 5-7 and 9-11 cannot fail after defaulting and clamping.
     if not signing_key:
         raise ConfigError("JWT_SIGNING_KEY is required")
     if len(signing_key.encode("utf-8")) < 32:
@@ -386,4 +395,7 @@ def load_config(environ_map: Mapping[str, str]) -> GatewayConfig:
         log_level=log_level,
         debug=read.boolean("DJANGO_DEBUG", False),
         allowed_hosts=read.csv("ALLOWED_HOSTS", ("*",)),
+        shutdown_timeout_seconds=read.bounded("SHUTDOWN_TIMEOUT_SECONDS", 10, 1, 300),
+        shutdown_drain_seconds=read.bounded("SHUTDOWN_DRAIN_SECONDS", 0, 0, 300),
+        web_concurrency=read.bounded("WEB_CONCURRENCY", 1, 1, 1024),
     )

@@ -1,4 +1,4 @@
-"""The `.env` loader of the configuration contract (config.md §4).
+"""The `.env` loader of the configuration contract (docs/protocol/config.md §4).
 
 The grammar is test-pinned upstream, so it is implemented here exactly rather than with a general dotenv library
 (which differs on quotes, escapes and inline comments).

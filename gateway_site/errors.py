@@ -1,6 +1,6 @@
 """The JSON error contract: services and views raise these, `ApiErrorMiddleware` and the ASGI edges render them.
 
-Body shapes (system-and-console.md §1.1): plain `{"error": "<message>", ...extra}`, OAuth
+Body shapes (docs/protocol/system-and-console.md §1.1): plain `{"error": "<message>", ...extra}`, OAuth
 `{"error": "<code>", "error_description": "..."}` (an extra field), and the framework shape
 `{"error": "<reason phrase>", "code": <status>}` for unknown paths, wrong methods, oversize bodies and crashes.
 """

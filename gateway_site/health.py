@@ -1,14 +1,23 @@
-"""System endpoints (system-and-console.md §2-3): the service index, liveness and readiness. No auth, no limits."""
+"""System endpoints (docs/protocol/system-and-console.md §2-3): the service index, liveness, readiness and the API
+document.
+
+No auth, no limits. Readiness is 503 while the database cannot be queried, migrations are pending, or the process is
+shutting down (gateway_site.lifecycle).
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import cache
+from importlib.resources import files
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.utils.module_loading import import_string
 
+from gateway_site import __version__
 from gateway_site.errors import json_response
+from gateway_site.lifecycle import lifecycle
 from gateway_site.views import api_view
 
 
@@ -22,6 +31,7 @@ def index(request: HttpRequest) -> HttpResponse:
     return json_response(
         {
             "name": "OSS Commands Gateway",
+            "version": __version__,
             "auth_mode": config.auth_mode,
             "state_backend": config.state_backend,
             "endpoints": {
@@ -32,6 +42,7 @@ def index(request: HttpRequest) -> HttpResponse:
                 "gateway": "/gateway/v1",
                 "webhook_ingress": "/integrations/:route_id/:route_token",
                 "integration_routes": "/gateway/v1/integrations/routes",
+                "openapi": "/openapi.yaml",
             },
         }
     )
@@ -44,6 +55,7 @@ def healthz(request: HttpRequest) -> HttpResponse:
         {
             "status": "ok",
             "service": "oss-commands-gateway",
+            "version": __version__,
             "timestamp": rfc3339_now(),
             "auth_mode": config.auth_mode,
             "state_backend": config.state_backend,
@@ -53,10 +65,24 @@ def healthz(request: HttpRequest) -> HttpResponse:
 
 @api_view("GET")
 def readyz(request: HttpRequest) -> HttpResponse:
-    # Always ready: the memory-only gateway has no external dependency to wait for.
-    return json_response(
-        {"status": "ready", "state_backend": settings.GATEWAY.state_backend, "timestamp": rfc3339_now()}
-    )
+    readiness = lifecycle.readiness()
+    body = {"status": "ready", "state_backend": settings.GATEWAY.state_backend, "timestamp": rfc3339_now()}
+    if readiness.ready:
+        return json_response(body)
+    return json_response({**body, "status": "not_ready", "reason": readiness.reason}, status=503)
+
+
+@cache
+def _openapi_document() -> bytes:
+    return files("gateway_site").joinpath("openapi.yaml").read_bytes()
+
+
+@api_view("GET")
+def openapi(request: HttpRequest) -> HttpResponse:
+    """The OpenAPI document of every endpoint this code base serves (docs/openapi.yaml)."""
+    response = HttpResponse(_openapi_document(), content_type="application/yaml; charset=utf-8")
+    response["Cache-Control"] = "no-cache"
+    return response
 
 
 # Counters of /gateway/v1/health, in the contract's order. Each app that owns one of these registers a provider in
@@ -66,7 +92,8 @@ HEALTH_COUNTERS = ("devices", "grants", "sessions", "agents", "routes", "tunnels
 
 @api_view("GET")
 def gateway_health(request: HttpRequest) -> HttpResponse:
-    """`GET /gateway/v1/health` (system-and-console.md §4): optional auth; counters only for a signed-in caller."""
+    """`GET /gateway/v1/health` (docs/protocol/system-and-console.md §4): optional auth; counters only for a signed-in
+    caller."""
     principal = getattr(request, "principal", None)
     if principal is None:
         return json_response({"status": "ok"})

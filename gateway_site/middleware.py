@@ -1,4 +1,5 @@
-"""Django middleware: CORS per config.md §7 (on django-cors-headers) and the one place errors are rendered."""
+"""Django middleware: CORS per docs/protocol/config.md §7 (on django-cors-headers) and the one place errors are
+rendered."""
 
 from __future__ import annotations
 

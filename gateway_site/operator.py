@@ -1,7 +1,7 @@
 """Operator authentication: short-lived tokens that only a holder of JWT_SIGNING_KEY can mint.
 
 Management commands that change server state reach a running memory-only gateway over HTTP with such a token
-(ARCHITECTURE.md, "Operator commands"). It is an EdDSA JWT with its own audience, so no user token can stand in for
+(docs/architecture.md, "Operator commands"). It is an EdDSA JWT with its own audience, so no user token can stand in for
 it and it cannot stand in for a user token; each token is single-use (its `jti` is remembered until it expires).
 """
 
@@ -21,13 +21,14 @@ OPERATOR_AUDIENCE = "commands-gateway-operator"
 OPERATOR_TTL_SECONDS = 60
 
 
-def mint_operator_token(*, now: int | None = None) -> str:
+def mint_operator_token(*, now: int | None = None, issuer: str = "") -> str:
+    """A fresh operator token; `issuer` is the server's own (its discovery document's), default this process's."""
     from oauthapp.tokens import current_key
 
     issued = int(time.time()) if now is None else now
     key = current_key()
     claims = {
-        "iss": settings.GATEWAY.public_base_url,
+        "iss": issuer or settings.GATEWAY.public_base_url,
         "aud": OPERATOR_AUDIENCE,
         "sub": "operator",
         "iat": issued,

@@ -69,7 +69,8 @@ ASGI_APPLICATION = "gateway_site.asgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        # Templates live in their apps (`<app>/templates/`), so the installed package carries them.
+        "DIRS": [],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -106,15 +107,15 @@ CHANNEL_LAYERS = {
     }
 }
 
-# Request bodies: 4 MiB like the upstream framework (system-and-console.md §1.2); the ASGI body limit enforces it
-# before Django reads anything, this keeps Django's own check consistent.
+# Request bodies: 4 MiB like the upstream framework (docs/protocol/system-and-console.md §1.2); the ASGI body limit
+# enforces it before Django reads anything, this keeps Django's own check consistent.
 GATEWAY_MAX_BODY_BYTES = 4 * 1024 * 1024
 # Webhook ingress allows routes up to 5 MiB (each route's own max_body_bytes is checked by the ingress view).
 GATEWAY_MAX_INGRESS_BODY_BYTES = 5 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = GATEWAY_MAX_INGRESS_BODY_BYTES
 FILE_UPLOAD_MAX_MEMORY_SIZE = GATEWAY_MAX_INGRESS_BODY_BYTES
 
-# The public clients treat any redirect on an API call as a failure (DECISIONS K1).
+# The public clients treat any redirect on an API call as a failure (docs/protocol/decisions.md K1).
 APPEND_SLASH = False
 
 LANGUAGE_CODE = "en-us"
@@ -125,7 +126,8 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 
-# CORS (config.md §7) through django-cors-headers; GatewayCorsMiddleware adds the spec's preflight details.
+# CORS (docs/protocol/config.md §7) through django-cors-headers; GatewayCorsMiddleware adds the spec's preflight
+# details.
 CORS_ALLOW_ALL_ORIGINS = "*" in GATEWAY.allow_origins
 CORS_ALLOW_CREDENTIALS = not CORS_ALLOW_ALL_ORIGINS
 CORS_ALLOWED_ORIGINS: list[str] = []
@@ -153,12 +155,12 @@ CSRF_TRUSTED_ORIGINS = [GATEWAY.public_base_url]
 CSRF_FAILURE_VIEW = "gateway_site.views.csrf_failure"
 SILENCED_SYSTEM_CHECKS = [
     # No SECURE_SSL_REDIRECT: TLS is terminated (and http redirected) by the proxy in front; the app itself must
-    # never redirect an API call (DECISIONS K1) and the platform's health probe speaks plain http.
+    # never redirect an API call (docs/protocol/decisions.md K1) and the platform's health probe speaks plain http.
     "security.W008",
     # HSTS preload is a commitment for the whole domain that an operator makes on purpose, not a default.
     "security.W021",
     # Plain-http redirect URIs stay allowed: native apps receive codes on http loopback ports (RFC 8252), and both
-    # public clients depend on it (oauth.md §3.6).
+    # public clients depend on it (docs/protocol/oauth.md §3.6).
     "oauth2_provider.W008",
 ]
 
@@ -169,9 +171,9 @@ GATEWAY_HEALTH_PROVIDERS: list[str] = [
     "tunnels.services.health_counts",
     "shares.services.health_counts",
 ]
-# Device events streams re-check visibility and presence at least this often (devices-and-shares.md §7).
+# Device events streams re-check visibility and presence at least this often (docs/protocol/devices-and-shares.md §7).
 GATEWAY_DEVICE_EVENTS_WAKE_SECONDS = 30
-# Session events streams send a heartbeat and re-check access this often (relay.md §4.5).
+# Session events streams send a heartbeat and re-check access this often (docs/protocol/relay.md §4.5).
 GATEWAY_SESSION_HEARTBEAT_SECONDS = 15
 
 # Where Firebase publishes the keys that sign its ID tokens (a setting so tests can serve their own).

@@ -1,7 +1,7 @@
 """Server-Sent Events over Channels: a base `AsyncHttpConsumer` that stays open after `handle()`.
 
-channels 4.3 ends the response as soon as `handle()` returns (PLATFORM-NOTES §3), so `http_request` is overridden
-to start the stream and return, leaving the consumer alive for channel-layer events and `http.disconnect`.
+channels 4.3 ends the response as soon as `handle()` returns (docs/platform-notes.md §3), so `http_request` is
+overridden to start the stream and return, leaving the consumer alive for channel-layer events and `http.disconnect`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from channels.exceptions import StopConsumer
 from channels.generic.http import AsyncHttpConsumer
 
 from gateway_site.asgi_http import cors_headers
-from gateway_site.errors import ApiError
+from gateway_site.errors import ApiError, FrameworkError
+from gateway_site.lifecycle import lifecycle
 
 logger = logging.getLogger("gateway.sse")
 
@@ -52,6 +53,8 @@ class SseConsumer(AsyncHttpConsumer):
         if message.get("more_body"):
             return
         try:
+            if lifecycle.shutting_down:
+                raise FrameworkError(503)
             await self.open_stream()
         except ApiError as exc:
             await self._send_error(exc)
@@ -66,9 +69,15 @@ class SseConsumer(AsyncHttpConsumer):
         await self.send_response(exc.status, response.content, headers=headers + cors_headers(self.scope))
 
     async def start_stream(self) -> None:
-        # Streams are served ahead of Django, so they add the CORS headers its middleware would (config.md §7).
+        # Streams are served ahead of Django, so they add the CORS headers its middleware would (docs/protocol/config.md
+        # §7).
         await self.send_headers(status=200, headers=SSE_HEADERS + cors_headers(self.scope))
         self.streaming = True
+        lifecycle.track(self)
+
+    async def gateway_shutdown(self, message: dict[str, Any]) -> None:
+        """The process is stopping (gateway_site.lifecycle): end the stream; clients reconnect with Last-Event-ID."""
+        await self.end_stream()
 
     async def write(self, data: bytes) -> None:
         await self.send_body(data, more_body=True)
@@ -85,6 +94,7 @@ class SseConsumer(AsyncHttpConsumer):
         raise StopConsumer()
 
     async def disconnect(self) -> None:
+        lifecycle.untrack(self)
         for task in getattr(self, "_tasks", []):
             task.cancel()
         await self.leave_groups()

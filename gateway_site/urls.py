@@ -11,6 +11,7 @@ urlpatterns = [
     path("health", health.healthz, name="health"),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("openapi.yaml", health.openapi, name="openapi"),
     path("gateway/v1/health", health.gateway_health, name="gateway-health"),
     path("", include("oauthapp.urls")),
     path("", include("relay.urls")),

@@ -54,7 +54,7 @@ def api_view(*methods: str) -> Callable[[View], View]:
 
 @csrf_exempt
 def fallback_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-    """Every unrouted path: the framework 404, never a redirect or an HTML page (DECISIONS K1)."""
+    """Every unrouted path: the framework 404, never a redirect or an HTML page (docs/protocol/decisions.md K1)."""
     raise not_found()
 
 

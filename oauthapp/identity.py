@@ -1,4 +1,5 @@
-"""Who is signing in (oauth.md §3.3, §10): demo identities, and upstream ID tokens in firebase/oidc modes."""
+"""Who is signing in (docs/protocol/oauth.md §3.3, §10): demo identities, and upstream ID tokens in firebase/oidc
+modes."""
 
 from __future__ import annotations
 

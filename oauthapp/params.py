@@ -1,4 +1,4 @@
-"""How OAuth endpoints read parameters (oauth.md §2 with DECISIONS O6).
+"""How OAuth endpoints read parameters (docs/protocol/oauth.md §2 with docs/protocol/decisions.md O6).
 
 A parameter's value is the first value of the key in a source, trimmed; the first source giving a non-empty value
 wins. `/oauth/authorize` reads the query string, then the form body; the token and revoke endpoints read the form

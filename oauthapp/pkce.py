@@ -1,4 +1,4 @@
-"""PKCE S256 (oauth.md §3.8): the authorize-time challenge checks and the token-time verifier checks."""
+"""PKCE S256 (docs/protocol/oauth.md §3.8): the authorize-time challenge checks and the token-time verifier checks."""
 
 from __future__ import annotations
 

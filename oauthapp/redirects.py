@@ -1,4 +1,4 @@
-"""Redirect URI allowlist (oauth.md §3.6): exact match, or the native-app loopback any-port rule."""
+"""Redirect URI allowlist (docs/protocol/oauth.md §3.6): exact match, or the native-app loopback any-port rule."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Scope normalisation (DECISIONS O1): keep what the gateway supports, drop the rest, default to `profile email`."""
+"""Scope normalisation (docs/protocol/decisions.md O1): keep what the gateway supports, drop the rest, default to
+`profile email`."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ def normalize_scope(requested: str) -> str:
 
 
 def client_credentials_scope(requested: str) -> str:
-    """client_credentials (demo) echoes the requested scope and always carries `device` (DECISIONS O1)."""
+    """client_credentials (demo) echoes the requested scope and always carries `device` (docs/protocol/decisions.md
+    O1)."""
     requested = requested.strip()
     if "device" in requested.split():
         return requested

@@ -1,4 +1,4 @@
-"""The authorization server's rules (oauth.md §3-7 with DECISIONS O1-O8).
+"""The authorization server's rules (docs/protocol/oauth.md §3-7 with docs/protocol/decisions.md O1-O8).
 
 Authorization codes are django-oauth-toolkit `Grant` rows and refresh tokens DOT `RefreshToken` rows; both are
 stored only as SHA-256 digests. Refresh tokens of one sign-in share a `token_family`; a consumed token stays behind
@@ -85,7 +85,7 @@ class AuthorizeRequest:
 
 
 def authorize_validate_client(*, response_type: str, client_id: str, redirect_uri: str) -> None:
-    """Steps 1-4 of the processing order (oauth.md §3.2)."""
+    """Steps 1-4 of the processing order (docs/protocol/oauth.md §3.2)."""
     config = settings.GATEWAY
     if (response_type or "code") != "code":
         raise BadRequest("unsupported response_type")
@@ -139,7 +139,7 @@ def authorization_code_issue(*, request: AuthorizeRequest, identity: Identity) -
 
 
 def authorize_json_answer(*, request: AuthorizeRequest, code: str) -> dict[str, Any]:
-    """The JSON success body (oauth.md §3.5); note `challenge_method`, not `code_challenge_method`."""
+    """The JSON success body (docs/protocol/oauth.md §3.5); note `challenge_method`, not `code_challenge_method`."""
     return {
         "code": code,
         "state": request.state,
@@ -193,7 +193,7 @@ def _new_refresh_token(*, user: User, application: Application, family: TokenFam
 
 
 def token_exchange_code(*, code: str, client_id: str, redirect_uri: str, code_verifier: str) -> dict[str, Any]:
-    """`grant_type=authorization_code` (oauth.md §4.2). A failed exchange does not burn the code."""
+    """`grant_type=authorization_code` (docs/protocol/oauth.md §4.2). A failed exchange does not burn the code."""
     config = settings.GATEWAY
     if not code:
         raise BadRequest("code is required")
@@ -224,7 +224,7 @@ def token_exchange_code(*, code: str, client_id: str, redirect_uri: str, code_ve
 
 
 def _refresh_failed() -> ApiError:
-    # DECISIONS O4: the agent re-runs its login when it finds this text.
+    # docs/protocol/decisions.md O4: the agent re-runs its login when it finds this text.
     return pkce.invalid_grant(REFRESH_FAILED)
 
 
@@ -234,7 +234,7 @@ def _revoke_family(family_id: uuid.UUID | None) -> None:
 
 
 def token_refresh(*, refresh_token: str, client_id: str) -> dict[str, Any]:
-    """`grant_type=refresh_token` with rotation and reuse detection (oauth.md §4.3)."""
+    """`grant_type=refresh_token` with rotation and reuse detection (docs/protocol/oauth.md §4.3)."""
     config = settings.GATEWAY
     ttl = config.refresh_token_ttl_seconds
     if not refresh_token:
@@ -273,7 +273,7 @@ def token_refresh(*, refresh_token: str, client_id: str) -> dict[str, Any]:
 
 
 def token_client_credentials(*, client_id: str, scope: str) -> dict[str, Any]:
-    """Demo only (oauth.md §4.4): any client id, subject `client:<id>`, no refresh token."""
+    """Demo only (docs/protocol/oauth.md §4.4): any client id, subject `client:<id>`, no refresh token."""
     config = settings.GATEWAY
     if config.auth_mode != "demo":
         raise BadRequest("unsupported_grant_type")
@@ -283,7 +283,8 @@ def token_client_credentials(*, client_id: str, scope: str) -> dict[str, Any]:
 
 
 def token_revoke(*, token: str, client_id: str) -> None:
-    """oauth.md §5: delete one live refresh token (no tombstone, the family untouched). Unknown tokens are fine."""
+    """docs/protocol/oauth.md §5: delete one live refresh token (no tombstone, the family untouched). Unknown tokens are
+    fine."""
     if not token:
         return
     config = settings.GATEWAY
@@ -302,7 +303,7 @@ def token_revoke(*, token: str, client_id: str) -> None:
 
 
 def client_registration() -> dict[str, Any]:
-    """`POST /register` (oauth.md §6): static metadata of the one public client."""
+    """`POST /register` (docs/protocol/oauth.md §6): static metadata of the one public client."""
     config = settings.GATEWAY
     oob = "urn:ietf:wg:oauth:2.0:oob"
     uris = list(config.oauth_redirect_uris) or list(config.redirect_allowlist) or [oob]
@@ -319,7 +320,7 @@ def client_registration() -> dict[str, Any]:
 
 
 def discovery_document() -> dict[str, Any]:
-    """The discovery document (oauth.md §7, scopes per DECISIONS O1)."""
+    """The discovery document (docs/protocol/oauth.md §7, scopes per docs/protocol/decisions.md O1)."""
     config = settings.GATEWAY
     base = config.public_base_url
     grants = ["authorization_code", "refresh_token"]

@@ -1,4 +1,4 @@
-"""The EdDSA access token (oauth.md §8): key derivation, JWKS, issuing and stateless verification.
+"""The EdDSA access token (docs/protocol/oauth.md §8): key derivation, JWKS, issuing and stateless verification.
 
 The Ed25519 key is derived from JWT_SIGNING_KEY exactly as the upstream gateway derives it, so tokens survive a
 switch-over between the two when the key, PUBLIC_BASE_URL and JWT_AUDIENCE are unchanged.
@@ -65,7 +65,7 @@ def jwks() -> dict[str, list[dict[str, str]]]:
 
 @dataclass(frozen=True)
 class Identity:
-    """Who a token speaks for (oauth.md §10)."""
+    """Who a token speaks for (docs/protocol/oauth.md §10)."""
 
     uid: str
     email: str = ""
@@ -73,7 +73,7 @@ class Identity:
 
 
 def access_token_ttl() -> int:
-    """Demo-mode tokens use DEMO_TOKEN_TTL_SECONDS (DECISIONS O8), others ACCESS_TOKEN_TTL_SECONDS."""
+    """Demo-mode tokens use DEMO_TOKEN_TTL_SECONDS (docs/protocol/decisions.md O8), others ACCESS_TOKEN_TTL_SECONDS."""
     config = settings.GATEWAY
     return config.demo_token_ttl_seconds if config.auth_mode == "demo" else config.access_token_ttl_seconds
 
@@ -111,7 +111,8 @@ class InvalidToken(Exception):
 
 
 def verify_access_token(token: str) -> dict[str, Any]:
-    """Validate signature (EdDSA only), iss, aud, exp, nbf and a non-empty sub, with zero leeway (oauth.md §8.3).
+    """Validate signature (EdDSA only), iss, aud, exp, nbf and a non-empty sub, with zero leeway (docs/protocol/oauth.md
+    §8.3).
 
     Returns the claims; raises InvalidToken. Stateless: no database or cache access.
     """

@@ -1,4 +1,4 @@
-"""OAuth routes (oauth.md §1)."""
+"""OAuth routes (docs/protocol/oauth.md §1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Upstream ID-token verification for AUTH_MODE=firebase and AUTH_MODE=oidc (oauth.md §3.3).
+"""Upstream ID-token verification for AUTH_MODE=firebase and AUTH_MODE=oidc (docs/protocol/oauth.md §3.3).
 
 Signatures are checked against the provider's JWKS with pyjwt's `PyJWKClient` (keys cached), plus issuer, audience
 and expiry. Any failure is reported to the caller as one opaque `VerificationFailed`.
@@ -34,7 +34,8 @@ class Verifier(Protocol):
 
 
 def _email(claims: dict[str, Any]) -> str:
-    # An email the provider says is unverified must not be used to match share invites (oauth.md §3.3 [SECURITY]).
+    # An email the provider says is unverified must not be used to match share invites (docs/protocol/oauth.md §3.3
+    # [SECURITY]).
     if claims.get("email_verified") is False:
         return ""
     email = claims.get("email")
@@ -164,7 +165,7 @@ def get_verifier() -> Verifier | None:
 
 
 def init_verifier() -> None:
-    """Start-up step 5 (config.md §1): build the verifier now so that a bad provider stops the process."""
+    """Start-up step 5 (docs/protocol/config.md §1): build the verifier now so that a bad provider stops the process."""
     mode = settings.GATEWAY.auth_mode
     try:
         get_verifier()

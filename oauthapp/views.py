@@ -33,7 +33,8 @@ HIDDEN_FIELDS = (
 
 
 def _rate_limit(request: HttpRequest) -> None:
-    """One shared fixed window of 30 requests per client IP for authorize, token and revoke (oauth.md §11)."""
+    """One shared fixed window of 30 requests per client IP for authorize, token and revoke (docs/protocol/oauth.md
+    §11)."""
     window = settings.GATEWAY.ingress_rate_window_seconds
     ratelimit.enforce(f"oauth:{client_ip_from_request(request)}", OAUTH_LIMIT_PER_WINDOW, window)
 

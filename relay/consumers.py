@@ -15,7 +15,8 @@ from django.conf import settings
 
 from gateway_site import asgi_http
 from gateway_site.auth import Principal, check_scopes, principal_from_scope, refuse_websocket
-from gateway_site.errors import ApiError, Forbidden
+from gateway_site.errors import ApiError, Forbidden, FrameworkError
+from gateway_site.lifecycle import CLOSE_SERVICE_RESTART, lifecycle
 from gateway_site.sse import SseConsumer, comment_bytes, event_bytes
 from relay import delivery, frames, services, sessions
 from relay.groups import device_group, user_group
@@ -31,7 +32,8 @@ CLOSE_REPLACED = (1000, "replaced_by_new_connection")
 
 
 class AgentConsumer(AsyncWebsocketConsumer):
-    """`/gateway/v1/agent/connect` (relay.md §5): one socket per device; the newest replaces older ones."""
+    """`/gateway/v1/agent/connect` (docs/protocol/relay.md §5): one socket per device; the newest replaces older
+    ones."""
 
     device_id = ""
     owner_uid = ""
@@ -40,8 +42,10 @@ class AgentConsumer(AsyncWebsocketConsumer):
 
     async def connect(self) -> None:
         try:
+            if lifecycle.shutting_down:
+                raise FrameworkError(503)
             principal = self._principal()
-            check_scopes(principal, "device")  # DECISIONS O2
+            check_scopes(principal, "device")  # docs/protocol/decisions.md O2
             admission = await database_sync_to_async(services.agent_admit)(
                 principal=principal,
                 device_id=asgi_http.query_param(self.scope, "device_id"),
@@ -59,6 +63,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
         self.t_seq = 0
         self._send_lock = asyncio.Lock()
         await self.accept()
+        lifecycle.track(self)
         previous = agents.register(self)
         self.registered = True
         if agents.count_for_owner(self.owner_uid) > services.MAX_AGENT_SOCKETS_PER_OWNER:  # concurrent connects
@@ -91,7 +96,8 @@ class AgentConsumer(AsyncWebsocketConsumer):
         await self._flush_pending()
 
     async def _flush_pending(self) -> None:
-        """Hand every waiting handshake request to this new socket (relay.md §5.2 step 6, DECISIONS R5)."""
+        """Hand every waiting handshake request to this new socket (docs/protocol/relay.md §5.2 step 6,
+        docs/protocol/decisions.md R5)."""
         for session in sessions.pending_sessions(self.device_id):
             if not sessions.claim_request_send(session["session_id"], self.connection_id):
                 continue
@@ -162,7 +168,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
         try:
             async with self._send_lock:
                 await asyncio.wait_for(self.send(text_data=json.dumps(frame, separators=(",", ":"))), timeout=10)
-        except Exception:  # any write failure drops the socket (relay.md §5.2)
+        except Exception:  # any write failure drops the socket (docs/protocol/relay.md §5.2)
             logger.info("agent write failed", extra={"fields": {"device_id": self.device_id}})
             await self._drop()
             return False
@@ -218,12 +224,20 @@ class AgentConsumer(AsyncWebsocketConsumer):
         """Wake the device streams of everyone who could see this device when the socket connected."""
         await delivery.notify_users(self.audience, device_id=self.device_id, reason=reason)
 
+    async def gateway_shutdown(self, message: dict[str, Any]) -> None:
+        """The process is stopping (gateway_site.lifecycle): close with 1012 so the agent reconnects."""
+        await self._unregister(mark_offline=True)
+        with contextlib.suppress(Exception):
+            await self.close(code=CLOSE_SERVICE_RESTART, reason="service_restart")
+
     async def disconnect(self, code: int) -> None:
+        lifecycle.untrack(self)
         await self._unregister(mark_offline=True)
 
 
 class DeviceEventsConsumer(SseConsumer):
-    """`GET /gateway/v1/devices/events` (devices-and-shares.md §7): snapshot, then changes at every wake."""
+    """`GET /gateway/v1/devices/events` (docs/protocol/devices-and-shares.md §7): snapshot, then changes at every
+    wake."""
 
     async def open_stream(self) -> None:
         self.principal = principal_from_scope(self.scope)
@@ -286,7 +300,8 @@ class DeviceEventsConsumer(SseConsumer):
 
 
 class SessionEventsConsumer(SseConsumer):
-    """`GET /gateway/v1/sessions/{id}/events` (relay.md §4.5, DECISIONS R4): replay after Last-Event-ID, then live.
+    """`GET /gateway/v1/sessions/{id}/events` (docs/protocol/relay.md §4.5, docs/protocol/decisions.md R4): replay after
+    Last-Event-ID, then live.
 
     Subscribes before replaying, so nothing published in between is lost; ids not above the last one sent are
     dropped. A bounded queue (64) decouples publishers from the socket: a reader that falls that far behind is
@@ -358,7 +373,7 @@ class SessionEventsConsumer(SseConsumer):
                 return
 
     async def _heartbeat(self) -> None:
-        """Every 15 s: a `:heartbeat`, and the access re-check (relay.md §4.5)."""
+        """Every 15 s: a `:heartbeat`, and the access re-check (docs/protocol/relay.md §4.5)."""
         while True:
             await asyncio.sleep(settings.GATEWAY_SESSION_HEARTBEAT_SECONDS)
             for swept in sessions.sweep_if_due():

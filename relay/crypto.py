@@ -1,4 +1,4 @@
-"""The gateway's part of the end-to-end encryption (e2ee.md §3): the transcript and the agent's signature.
+"""The gateway's part of the end-to-end encryption (docs/protocol/e2ee.md §3): the transcript and the agent's signature.
 
 The gateway never decrypts; it only checks that the agent signed the transcript of this very handshake with the
 device's registered Ed25519 identity key.

@@ -35,7 +35,8 @@ async def notify_users(uids: Iterable[str], *, device_id: str, reason: str) -> N
 
 
 async def access_ended(*, uids: Iterable[str], device_id: str, reason: str) -> None:
-    """These users lost access to the device (DECISIONS R4 `reason`: grant_revoked, grant_left, device_deleted).
+    """These users lost access to the device (docs/protocol/decisions.md R4 `reason`: grant_revoked, grant_left,
+    device_deleted).
 
     Their device events streams drop it at once; their session streams on it end with `session.ended`.
     """

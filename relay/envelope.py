@@ -1,4 +1,4 @@
-"""The encrypted-frame envelope rule shared by client messages and agent frames (relay.md §4.4).
+"""The encrypted-frame envelope rule shared by client messages and agent frames (docs/protocol/relay.md §4.4).
 
 Exact JSON types matter: in Python `True == 1`, so `encrypted` must be the boolean itself and `seq` a number that
 is not a boolean.

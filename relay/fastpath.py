@@ -1,7 +1,7 @@
 """`POST /gateway/v1/sessions/{id}/messages` served on ASGI, ahead of Django (the relay's hot path).
 
-Same contract as the rest of the API (relay.md §4.4): bearer auth, the JSON errors, CORS. The session lives in the
-ephemeral store; only a collaborator's first check in a minute reads the database, in a worker thread.
+Same contract as the rest of the API (docs/protocol/relay.md §4.4): bearer auth, the JSON errors, CORS. The session
+lives in the ephemeral store; only a collaborator's first check in a minute reads the database, in a worker thread.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Agent socket frames (relay.md §5.4-5.6): building gateway frames, reading agent frames, transport checks."""
+"""Agent socket frames (docs/protocol/relay.md §5.4-5.6): building gateway frames, reading agent frames, transport
+checks."""
 
 from __future__ import annotations
 
@@ -68,7 +69,8 @@ def check_transport(
     last_t_seq: int,
     now: float,
 ) -> int:
-    """DECISIONS R2. Returns the socket's new last t_seq; raises TransportError when the frame must be dropped.
+    """docs/protocol/decisions.md R2. Returns the socket's new last t_seq; raises TransportError when the frame must be
+    dropped.
 
     `optional`: a frame without `transport_token` passes untouched; one with a token is fully verified.
     `required`: every non-exempt frame needs a valid token and a fresh t_seq.

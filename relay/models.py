@@ -6,7 +6,7 @@ from django.db import models
 
 
 class Device(models.Model):
-    """A device (an agent installation). Ids are global and first-come (devices-and-shares.md §2)."""
+    """A device (an agent installation). Ids are global and first-come (docs/protocol/devices-and-shares.md §2)."""
 
     device_id = models.CharField(max_length=128, primary_key=True)
     display_name = models.CharField(max_length=128, blank=True)

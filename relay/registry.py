@@ -1,7 +1,7 @@
 """The live agent sockets of this process (the one allowed in-process registry: it exists only to deliver frames).
 
-Delivery to an agent must learn synchronously whether the write succeeded (relay.md §5.2), which a channel-layer
-broadcast cannot tell; so a sender in this process awaits the socket object found here.
+Delivery to an agent must learn synchronously whether the write succeeded (docs/protocol/relay.md §5.2), which a
+channel-layer broadcast cannot tell; so a sender in this process awaits the socket object found here.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Device rules (devices-and-shares.md §1-7, §13 with DECISIONS D1): identity keys, listing, visibility, deletion,
-and the checks that admit an agent socket (relay.md §5.1)."""
+"""Device rules (docs/protocol/devices-and-shares.md §1-7, §13 with docs/protocol/decisions.md D1): identity keys,
+listing, visibility, deletion, and the checks that admit an agent socket (docs/protocol/relay.md §5.1)."""
 
 from __future__ import annotations
 
@@ -184,7 +184,7 @@ def health_counts(principal: Principal) -> dict[str, int]:
     return {"devices": owned_device_count(principal.uid), "agents": agents.count()}
 
 
-# -- deletion (DECISIONS D1) --------------------------------------------------------------------------------------
+# -- deletion (docs/protocol/decisions.md D1) --------------------------------------------------------------------------
 
 
 def device_delete(*, principal: Principal, device_id: str) -> list[str]:
@@ -208,7 +208,7 @@ def device_delete(*, principal: Principal, device_id: str) -> list[str]:
     return affected
 
 
-# -- agent socket admission (relay.md §5.1) ------------------------------------------------------------------------
+# -- agent socket admission (docs/protocol/relay.md §5.1) --------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -222,7 +222,7 @@ class AgentAdmission:
 
 def socket_device(*, principal: Principal, device_id: str | None) -> Device:
     """The device an agent or tunnel socket asks for: the `device_id` query parameter must be a valid id of a
-    device the caller owns by uid (relay.md §5.1 checks 2-5, tunnels.md §3 checks 2-5)."""
+    device the caller owns by uid (docs/protocol/relay.md §5.1 checks 2-5, docs/protocol/tunnels.md §3 checks 2-5)."""
     if device_id is None or not is_valid_id(device_id):
         raise BadRequest("device_id query param is required")
     device = Device.objects.filter(device_id=device_id.strip()).first()

@@ -1,8 +1,8 @@
 """Ephemeral relay sessions in the `state` cache: session records, their event backlogs and idempotency keys.
 
-A session is a plain dict (relay.md §2). Every read-modify-write goes through one method holding the store's lock
-(locmem has no compare-and-set); a Redis implementation would use WATCH or a Lua script for the same methods.
-Event ids come from one process-wide counter, so they increase across all sessions.
+A session is a plain dict (docs/protocol/relay.md §2). Every read-modify-write goes through one method holding the
+store's lock (locmem has no compare-and-set); a Redis implementation would use WATCH or a Lua script for the same
+methods. Event ids come from one process-wide counter, so they increase across all sessions.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""Session endpoints (relay.md §4.1-4.4): parse, call relay.sessions, deliver, render. Async, so that writing to
-the agent socket is awaited on the event loop; database reads (device, identity key, grants) run in threads."""
+"""Session endpoints (docs/protocol/relay.md §4.1-4.4): parse, call relay.sessions, deliver, render. Async, so that
+writing to the agent socket is awaited on the event loop; database reads (device, identity key, grants) run in
+threads."""
 
 from __future__ import annotations
 
@@ -82,7 +83,7 @@ async def handshake(request: HttpRequest, session_id: str, handshake_id: str) ->
 
 @api_view("POST")
 async def agent_ack(request: HttpRequest, session_id: str) -> HttpResponse:
-    check_scopes(_principal(request), "device")  # DECISIONS O2
+    check_scopes(_principal(request), "device")  # docs/protocol/decisions.md O2
     session_id = sessions.session_id_param(session_id)
     ack = sessions.agent_ack_parse(json_object(request, "invalid request body"))
     session = await sync_to_async(sessions.agent_ack_http)(

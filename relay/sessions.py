@@ -1,4 +1,5 @@
-"""Relay sessions (relay.md §2, §4, §5.6 with DECISIONS R1-R6): handshake, messages, agent frames, sweeping.
+"""Relay sessions (docs/protocol/relay.md §2, §4, §5.6 with docs/protocol/decisions.md R1-R6): handshake, messages,
+agent frames, sweeping.
 
 Sessions live in the ephemeral store (relay.session_store). The per-frame paths (`message_prepare`,
 `agent_frame`) read only that store and the membership cache, never the database.
@@ -71,7 +72,7 @@ def ids_echo(session: Session) -> dict[str, str]:
 
 def owner_member(session: Session, principal: Principal) -> bool:
     """Membership that needs no database: the session's owner by uid, or, in demo mode, by canonical email (the
-    fallback that lets client-init in must also let the session be read, relay.md §2 [Q])."""
+    fallback that lets client-init in must also let the session be read, docs/protocol/relay.md §2 [Q])."""
     if session["owner_uid"] == principal.uid:
         return True
     if settings.GATEWAY.auth_mode == "demo" and session.get("owner_email"):
@@ -82,7 +83,7 @@ def owner_member(session: Session, principal: Principal) -> bool:
 
 
 def is_member(session: Session, principal: Principal) -> bool:
-    """relay.md §2: the owner, or an active grantee of the device (cached, no DB per frame)."""
+    """docs/protocol/relay.md §2: the owner, or an active grantee of the device (cached, no DB per frame)."""
     return owner_member(session, principal) or permissions.collaborator_access_cached(
         session["device_id"], principal.uid
     )
@@ -184,8 +185,8 @@ def handshake_request_frame(session: Session) -> dict[str, Any]:
 
 def claim_request_send(session_id: str, connection_id: str) -> bool:
     """Atomically reserve the right to send the handshake request to socket `connection_id`: False when that
-    socket already had it (DECISIONS R5: never twice to the same socket, even when a connect-time flush and a
-    client-init race)."""
+    socket already had it (docs/protocol/decisions.md R5: never twice to the same socket, even when a connect-time flush
+    and a client-init race)."""
 
     def claim(session: Session) -> bool:
         if session["sent_to_connection"] == connection_id:
@@ -200,8 +201,8 @@ def record_request_sent(session_id: str, connection_id: str) -> Session | None:
     """The agent socket `connection_id` received the handshake request."""
 
     def mark(session: Session) -> None:
-        # From agent_error too (upstream keeps agent_error with the error cleared, relay.md §2 [Q]): a request
-        # that reached the agent is pending its ack.
+        # From agent_error too (upstream keeps agent_error with the error cleared, docs/protocol/relay.md §2 [Q]): a
+        # request that reached the agent is pending its ack.
         if session["status"] in (PENDING_CONNECTION, AGENT_ERROR):
             session["status"] = PENDING_ACK
         session["last_error"] = ""
@@ -433,7 +434,8 @@ def message_prepare(
     if seq is not None and seq <= session["seq_client_to_agent"]:
         raise Conflict("replay_detected", violation="replay_detected", **where)
     message_id = _alias(body, "message_id", "messageId") or f"msg_{secrets.token_hex(16)}"
-    # DECISIONS R1: the header when present, else the body's message_id, else no de-duplication beyond seq.
+    # docs/protocol/decisions.md R1: the header when present, else the body's message_id, else no de-duplication beyond
+    # seq.
     key_source = header_key if header_key is not None else _alias(body, "message_id", "messageId")
     idempotency_key = f"{session_id}:{principal.uid}:{key_source}" if key_source else ""
     if idempotency_key and not sessions.reserve_idempotency_key(idempotency_key, config.idempotency_ttl_seconds):
@@ -523,7 +525,7 @@ def _unauthorized(session_id: str, handshake_id: str) -> dict[str, Any]:
 
 
 def _r3_plaintext_error(frame: dict[str, Any]) -> str | None:
-    """DECISIONS R3: the reason of a relayable plaintext `session.error`, else None."""
+    """docs/protocol/decisions.md R3: the reason of a relayable plaintext `session.error`, else None."""
     if set(frame) - R3_FIELDS:
         return None
     if any(not isinstance(value, str) for value in frame.values()):
@@ -710,7 +712,7 @@ def sweep_if_due() -> list[Session]:
 
 
 def expired(session: Session, now: int | None = None) -> bool:
-    """Idle for 24 h and not a live session of a connected device (relay.md §2 lifetime)."""
+    """Idle for 24 h and not a live session of a connected device (docs/protocol/relay.md §2 lifetime)."""
     current = _now() if now is None else now
     if current - session["updated_at"] < IDLE_EXPIRY_SECONDS:
         return False

@@ -1,4 +1,4 @@
-"""Transport tokens for agent sockets (relay.md §5.7, DECISIONS R2).
+"""Transport tokens for agent sockets (docs/protocol/relay.md §5.7, docs/protocol/decisions.md R2).
 
 token = base64url(payload) "." base64url(HMAC-SHA256(secret, payload)), where payload is device_id, connection_id
 and expires_at (RFC 3339), each as a 2-byte big-endian length and the UTF-8 bytes. The HMAC key is the UTF-8 of the

@@ -18,7 +18,7 @@ from tunnels import services as tunnel_services
 def identity_key(request: HttpRequest, device_id: str) -> HttpResponse:
     device_id = services.validate_device_path(device_id)
     if request.method == "PUT":
-        check_scopes(request.principal, "device")  # type: ignore[attr-defined]  # DECISIONS O2
+        check_scopes(request.principal, "device")  # type: ignore[attr-defined]  # docs/protocol/decisions.md O2
         body = json_object(request, "invalid request body")
         services.device_identity_put(principal=request.principal, device_id=device_id, body=body)  # type: ignore[attr-defined]
         return HttpResponse(status=204)
@@ -38,7 +38,8 @@ def device_detail(request: HttpRequest, device_id: str) -> HttpResponse:
     async_to_sync(delivery.close_device)(device_id)
     # Its routes went with it (cascade): no webhook may reach the device's tunnel any more.
     async_to_sync(tunnel_delivery.routes_removed)(routes)
-    # Subscribers get `session.ended` (device_deleted) before the sessions themselves go (DECISIONS D1, R4).
+    # Subscribers get `session.ended` (device_deleted) before the sessions themselves go (docs/protocol/decisions.md D1,
+    # R4).
     for session_id in sessions.sessions_of_device_delete(device_id):
         async_to_sync(_end_streams)(session_id)
     async_to_sync(delivery.access_ended)(uids=affected, device_id=device_id, reason="device_deleted")

@@ -8,7 +8,8 @@ from relay.models import Device
 
 
 class Grant(models.Model):
-    """One invitation and, once accepted, one collaborator's access to a device (devices-and-shares.md §8.1).
+    """One invitation and, once accepted, one collaborator's access to a device (docs/protocol/devices-and-shares.md
+    §8.1).
 
     Times are Unix seconds, as the wire carries them. `status` is the stored status; readers use the effective one
     (shares.permissions.effective_status).
@@ -17,7 +18,7 @@ class Grant(models.Model):
     PENDING, ACTIVE, REVOKED, EXPIRED = "pending", "active", "revoked", "expired"
 
     grant_id = models.CharField(max_length=40, primary_key=True)
-    # Deleting a device deletes its grants (DECISIONS D1).
+    # Deleting a device deletes its grants (docs/protocol/decisions.md D1).
     device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="grants", db_column="device_id")
     owner_uid = models.CharField(max_length=255, db_index=True)
     owner_email = models.CharField(max_length=320, blank=True)

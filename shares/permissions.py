@@ -1,4 +1,5 @@
-"""The one answer to "may this principal use this device, and as what?" (devices-and-shares.md §3, §8.2, §10).
+"""The one answer to "may this principal use this device, and as what?" (docs/protocol/devices-and-shares.md §3, §8.2,
+§10).
 
 Every app asks here: the device list and events stream, identity-key reads, and relay sessions. Grants are read at
 request time, never cached, so revoke, leave and expiry take effect on the next check.
@@ -80,7 +81,7 @@ def can_read_identity(device: Device, principal: Principal) -> bool:
 
 
 def can_use_device(device: Device, principal: Principal) -> bool:
-    """Session membership (relay.md §2): the owner by uid or an active grantee."""
+    """Session membership (docs/protocol/relay.md §2): the owner by uid or an active grantee."""
     return device_access(device, principal) is not None
 
 

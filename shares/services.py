@@ -1,4 +1,5 @@
-"""Sharing rules (devices-and-shares.md §8-9, §12 with DECISIONS D2): invites, accept, grant history, revoke, leave.
+"""Sharing rules (docs/protocol/devices-and-shares.md §8-9, §12 with docs/protocol/decisions.md D2): invites, accept,
+grant history, revoke, leave.
 
 State changes return the uids whose live streams must hear about them; the views announce them on the channel
 layer (shares.delivery) after the transaction.
@@ -36,8 +37,8 @@ def token_digest(token: str) -> str:
 
 
 def invite_url(token: str) -> str:
-    """DECISIONS D2: always `<PUBLIC_BASE_URL>/share/<token>`, the page this gateway serves (FRONTEND_URL, the
-    upstream's base for invite links, is parsed but no longer used: the decision wins)."""
+    """docs/protocol/decisions.md D2: always `<PUBLIC_BASE_URL>/share/<token>`, the page this gateway serves
+    (FRONTEND_URL, the upstream's base for invite links, is parsed but no longer used: the decision wins)."""
     return f"{settings.GATEWAY.public_base_url}/share/{token}"
 
 

@@ -1,4 +1,4 @@
-"""Share routes (devices-and-shares.md §9) and the invite link page (DECISIONS D2)."""
+"""Share routes (docs/protocol/devices-and-shares.md §9) and the invite link page (docs/protocol/decisions.md D2)."""
 
 from __future__ import annotations
 

@@ -76,7 +76,8 @@ def leave(request: HttpRequest, grant_id: str) -> HttpResponse:
 @never_cache
 @api_view("GET")
 def share_page(request: HttpRequest, token: str) -> HttpResponse:
-    """DECISIONS D2: the page an invite link opens. The console completes the sign-in and accept flow."""
+    """docs/protocol/decisions.md D2: the page an invite link opens. The console completes the sign-in and accept
+    flow."""
     preview = services.invite_preview(token)
     if "application/json" in request.headers.get("Accept", ""):
         # The console's accept view asks for the same facts the page shows.

@@ -1,4 +1,5 @@
-"""Test-side end-to-end encryption, as e2ee.md describes it (the clients' side; the gateway never does this)."""
+"""Test-side end-to-end encryption, as docs/protocol/e2ee.md describes it (the clients' side; the gateway never does
+this)."""
 
 from __future__ import annotations
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -12,15 +13,20 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TypeVar
+from typing import IO, Any, TypeVar
 
 from gateway_site.config import VARIABLES
 
 ROOT = Path(__file__).resolve().parent.parent
-# The contract lives beside the repository (../shared/spec), as on developer machines and in CI.
-SPEC_DIR = Path(os.environ.get("GATEWAY_SPEC_DIR", ROOT.parent / "shared" / "spec"))
+# Test vectors produced by the public clients' own crypto code (tests/vectors/README.md).
+VECTORS_DIR = ROOT / "tests" / "vectors"
 TEST_KEY = "test-signing-secret-at-least-32-bytes-long"
 T = TypeVar("T")
+
+
+def vector(name: str) -> Any:
+    """One vector file of tests/vectors/, parsed."""
+    return json.loads((VECTORS_DIR / name).read_text())
 
 
 def free_port() -> int:
@@ -82,6 +88,7 @@ def http_get_raw(port: int, path: str, timeout: float = 5.0) -> bytes:
 class LiveServer:
     port: int
     _log: IO[bytes]
+    process: subprocess.Popen | None = None
 
     @property
     def base_url(self) -> str:
@@ -94,33 +101,48 @@ class LiveServer:
 
 
 @contextmanager
-def daphne_server(**env_overrides: str) -> Iterator[LiveServer]:
-    """Run the gateway under Daphne on a free loopback port; always stopped on exit."""
-    port = free_port()
-    env = clean_env(DJANGO_SETTINGS_MODULE="gateway_site.settings", **env_overrides)
+def server_process(
+    argv: list[str], *, port: int, env: Mapping[str, str], cwd: Path = ROOT, timeout: float = 30
+) -> Iterator[LiveServer]:
+    """Run a gateway server command until `/healthz` answers 200; always stopped (SIGTERM, then SIGKILL) on exit."""
     log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in the finally below
-    process = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "gateway_site.asgi:application"],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    process = subprocess.Popen(argv, cwd=cwd, env=dict(env), stdout=log, stderr=subprocess.STDOUT)
 
     def ready() -> bool:
         if process.poll() is not None:
             log.seek(0)
-            raise AssertionError(f"daphne exited with {process.returncode}: {log.read().decode()[-2000:]}")
+            raise AssertionError(f"{argv[0]} exited with {process.returncode}: {log.read().decode()[-2000:]}")
         return b" 200 " in http_get_raw(port, "/healthz")
 
     try:
-        wait_for(ready, timeout=30)
-        yield LiveServer(port, log)
+        wait_for(ready, timeout=timeout)
+        yield LiveServer(port, log, process)
     finally:
-        process.terminate()
+        if process.poll() is None:
+            process.terminate()
         try:
-            process.wait(timeout=10)
+            process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
         log.close()
+
+
+@contextmanager
+def daphne_server(**env_overrides: str) -> Iterator[LiveServer]:
+    """Run the gateway under Daphne on a free loopback port; always stopped on exit."""
+    port = free_port()
+    env = clean_env(DJANGO_SETTINGS_MODULE="gateway_site.settings", **env_overrides)
+    argv = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "gateway_site.asgi:application"]
+    with server_process(argv, port=port, env=env) as server:
+        yield server
+
+
+@contextmanager
+def uvicorn_server(**env_overrides: str) -> Iterator[LiveServer]:
+    """Run the gateway under uvicorn on a free loopback port; always stopped on exit."""
+    port = free_port()
+    env = clean_env(DJANGO_SETTINGS_MODULE="gateway_site.settings", **env_overrides)
+    argv = [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
+    with server_process([*argv, "gateway_site.asgi:application"], port=port, env=env) as server:
+        yield server

@@ -1,4 +1,5 @@
-"""The tunnel WebSocket (tunnels.md §3): activates routes and answers the webhook requests sent down to it."""
+"""The tunnel WebSocket (docs/protocol/tunnels.md §3): activates routes and answers the webhook requests sent down to
+it."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from gateway_site import asgi_http
 from gateway_site.auth import Principal, check_scopes, principal_from_scope, refuse_websocket
-from gateway_site.errors import ApiError, TooManyRequests
+from gateway_site.errors import ApiError, FrameworkError, TooManyRequests
+from gateway_site.lifecycle import CLOSE_SERVICE_RESTART, lifecycle
 from relay import services as relay_services
 from relay.registry import next_connection_id
 from relay.transport import rfc3339
@@ -55,11 +57,13 @@ class TunnelConsumer(AsyncWebsocketConsumer):
 
     async def connect(self) -> None:
         try:
+            if lifecycle.shutting_down:
+                raise FrameworkError(503)
             error = self.scope.get("auth_error")
             if error is not None:
                 raise error
             principal = self.scope.get("principal") or principal_from_scope(self.scope)
-            check_scopes(principal, "device")  # DECISIONS O2
+            check_scopes(principal, "device")  # docs/protocol/decisions.md O2
             device_id = await database_sync_to_async(tunnel_admit)(
                 principal=principal, device_id=asgi_http.query_param(self.scope, "device_id")
             )
@@ -72,6 +76,7 @@ class TunnelConsumer(AsyncWebsocketConsumer):
         self.routes: set[str] = set()
         self._send_lock = asyncio.Lock()
         await self.accept()
+        lifecycle.track(self)
         previous = tunnels.register(self)
         self.registered = True
         if previous is not None:
@@ -198,7 +203,14 @@ class TunnelConsumer(AsyncWebsocketConsumer):
         with contextlib.suppress(Exception):
             await database_sync_to_async(services.routes_provisioned)(held)
 
+    async def gateway_shutdown(self, message: dict[str, Any]) -> None:
+        """The process is stopping (gateway_site.lifecycle): close with 1012 so the tunnel client reconnects."""
+        await self._unregister()
+        with contextlib.suppress(Exception):
+            await self.close(code=CLOSE_SERVICE_RESTART, reason="service_restart")
+
     async def disconnect(self, code: int) -> None:
+        lifecycle.untrack(self)
         await self._unregister()
 
 

@@ -1,5 +1,5 @@
-"""Public webhook ingress `ANY /integrations/{route_id}/{route_token}` (tunnels.md §4), served on ASGI ahead of
-Django: it is one of the two hottest endpoints. The first failing step decides; failures answer with the reason
+"""Public webhook ingress `ANY /integrations/{route_id}/{route_token}` (docs/protocol/tunnels.md §4), served on ASGI
+ahead of Django: it is one of the two hottest endpoints. The first failing step decides; failures answer with the reason
 phrase as text/plain."""
 
 from __future__ import annotations

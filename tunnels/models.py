@@ -1,4 +1,5 @@
-"""Integration routes: public webhook URLs bound to a device's tunnel (tunnels.md §1). Tokens are stored as hashes."""
+"""Integration routes: public webhook URLs bound to a device's tunnel (docs/protocol/tunnels.md §1). Tokens are stored
+as hashes."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ class IntegrationRoute(models.Model):
     previous_token_hash = models.CharField(max_length=64, blank=True)
     previous_token_expires_at = models.DateTimeField(null=True)
     # Set when the owner disabled the route through the API (PUT status inactive): then, unlike a tunnel's own
-    # deactivation, a reconnecting tunnel may not turn it back on (tunnels.md §9 [S]).
+    # deactivation, a reconnecting tunnel may not turn it back on (docs/protocol/tunnels.md §9 [S]).
     owner_disabled = models.BooleanField(default=False)
     version = models.IntegerField(default=1)
     created_at = models.DateTimeField()

@@ -1,10 +1,12 @@
-"""Integration route rules (tunnels.md §1-2, §3.2, §4): CRUD, token rotation, activation and the ingress checks."""
+"""Integration route rules (docs/protocol/tunnels.md §1-2, §3.2, §4): CRUD, token rotation, activation and the ingress
+checks."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,7 +33,7 @@ INT_RANGES = {
 
 
 class RouteError(ApiError):
-    """The integrations error shape: `{"error": {"code": …, "message": …}}` (tunnels.md §2)."""
+    """The integrations error shape: `{"error": {"code": …, "message": …}}` (docs/protocol/tunnels.md §2)."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message, status=status)
@@ -76,7 +78,7 @@ def route_view(route: IntegrationRoute) -> dict[str, Any]:
 
 
 def _int(body: dict[str, Any], name: str) -> int | None:
-    """An optional JSON integer; any other type makes the whole body invalid (tunnels.md §2.1)."""
+    """An optional JSON integer; any other type makes the whole body invalid (docs/protocol/tunnels.md §2.1)."""
     value = body.get(name)
     if value is None:
         return None
@@ -282,7 +284,7 @@ class Rotation:
 
 
 def grace_from(body: dict[str, Any] | None) -> int:
-    """`grace_seconds` 0-1800 (default 300); an unparsable body counts as empty (tunnels.md §2.5)."""
+    """`grace_seconds` 0-1800 (default 300); an unparsable body counts as empty (docs/protocol/tunnels.md §2.5)."""
     value = (body or {}).get("grace_seconds")
     if value is None or isinstance(value, bool) or not isinstance(value, int):
         return 300
@@ -316,11 +318,11 @@ def route_token_rotate(*, principal: Principal | None, route_id: str, grace_seco
     return Rotation(route, token)
 
 
-def routes_to_rotate(*, route_id: str = "", owner_uid: str = "", expired: bool = False) -> list[str]:
-    """The route ids an operator asked for: one route, every route of an owner, or every expired token."""
+def routes_to_rotate(*, route_ids: Sequence[str] = (), owner_uid: str = "", expired: bool = False) -> list[str]:
+    """The route ids an operator asked for: named routes, every route of an owner, or every expired token."""
     routes = IntegrationRoute.objects.all()
-    if route_id:
-        routes = routes.filter(route_id=route_id)
+    if route_ids:
+        routes = routes.filter(route_id__in=list(route_ids))
     if owner_uid:
         routes = routes.filter(owner_uid=owner_uid)
     if expired:
@@ -329,21 +331,30 @@ def routes_to_rotate(*, route_id: str = "", owner_uid: str = "", expired: bool =
 
 
 def routes_rotate(
-    *, route_id: str = "", owner_uid: str = "", expired: bool = False, grace_seconds: int = 300
+    *, route_ids: Sequence[str] = (), owner_uid: str = "", expired: bool = False, grace_seconds: int = 300
 ) -> list[dict[str, Any]]:
-    """Rotate the selected routes; returns one `{route_id, owner_uid, public_url, …}` per changed route."""
-    if not (route_id or owner_uid or expired):
+    """Rotate the selected routes; returns one `{route_id, owner_uid, public_url, …}` per changed route.
+
+    Every named route must exist: a malformed id is 400 and an unknown one 404, naming them, and nothing is rotated.
+    """
+    if not (route_ids or owner_uid or expired):
         raise invalid("choose a route, an owner or expired tokens")
-    if route_id:
-        validate_route_id(route_id)
+    malformed = [rid for rid in route_ids if not tokens.ROUTE_ID_RE.fullmatch(rid)]
+    if malformed:
+        raise ApiError(f"malformed route id: {', '.join(malformed)}", status=400, route_ids=malformed)
+    if route_ids:
+        known = set(IntegrationRoute.objects.filter(route_id__in=list(route_ids)).values_list("route_id", flat=True))
+        unknown = [rid for rid in route_ids if rid not in known]
+        if unknown:
+            raise ApiError(f"unknown route: {', '.join(unknown)}", status=404, route_ids=unknown)
     changed = []
-    for rid in routes_to_rotate(route_id=route_id, owner_uid=owner_uid, expired=expired):
+    for rid in routes_to_rotate(route_ids=route_ids, owner_uid=owner_uid, expired=expired):
         rotation = route_token_rotate(principal=None, route_id=rid, grace_seconds=grace_seconds)
         changed.append({"owner_uid": rotation.route.owner_uid, **rotation.view()})
     return changed
 
 
-# -- activation (tunnels.md §3.2) ------------------------------------------------------------------------------------
+# -- activation (docs/protocol/tunnels.md §3.2) ------------------------------------------------------------------------
 
 
 def activation_check(*, route_id: str, owner_uid: str, device_id: str) -> dict[str, Any] | None:
@@ -359,8 +370,8 @@ def activation_check(*, route_id: str, owner_uid: str, device_id: str) -> dict[s
         return rejected("route_not_owned", "Route not owned by authenticated user")
     if route.device_id != device_id:
         return rejected("device_mismatch", "Route is bound to a different device")
-    # Two hardenings of the upstream (tunnels.md §9): a route its owner disabled stays disabled across tunnel
-    # reconnects, and a route whose token expired does not claim to be live while ingress answers 404.
+    # Two hardenings of the upstream (docs/protocol/tunnels.md §9): a route its owner disabled stays disabled across
+    # tunnel reconnects, and a route whose token expired does not claim to be live while ingress answers 404.
     if route.status == IntegrationRoute.INACTIVE and route.owner_disabled:
         return rejected("route_inactive", "Route is inactive; set its status to provisioned to allow activation")
     if route.token_expires_at <= _now():
@@ -387,7 +398,7 @@ def routes_provisioned(route_ids: list[str]) -> None:
             forget_snapshot(route_id)
 
 
-# -- ingress (tunnels.md §4) ----------------------------------------------------------------------------------------
+# -- ingress (docs/protocol/tunnels.md §4) -----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)

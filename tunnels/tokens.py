@@ -1,4 +1,4 @@
-"""Route ids and route tokens (tunnels.md §1; vectors/routes.json)."""
+"""Route ids and route tokens (docs/protocol/tunnels.md §1; tests/vectors/routes.json)."""
 
 from __future__ import annotations
 

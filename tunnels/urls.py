@@ -1,4 +1,4 @@
-"""Integration routes, the public webhook ingress and the operator endpoint (tunnels.md)."""
+"""Integration routes, the public webhook ingress and the operator endpoint (docs/protocol/tunnels.md)."""
 
 from __future__ import annotations
 

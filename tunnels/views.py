@@ -10,7 +10,7 @@ from asgiref.sync import async_to_sync
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from gateway_site.errors import json_response
+from gateway_site.errors import BadRequest, json_response
 from gateway_site.operator import verify_operator_token
 from gateway_site.views import api_view
 from tunnels import delivery, services
@@ -81,7 +81,7 @@ def rotate_token(request: HttpRequest, route_id: str) -> HttpResponse:
     try:
         body = json.loads(request.body.decode("utf-8")) if request.body else None
     except (UnicodeDecodeError, ValueError):
-        body = None  # an unparsable body counts as empty (tunnels.md §2.5)
+        body = None  # an unparsable body counts as empty (docs/protocol/tunnels.md §2.5)
     grace = services.grace_from(body if isinstance(body, dict) else None)
     rotation = services.route_token_rotate(principal=_principal(request), route_id=route_id, grace_seconds=grace)
     return json_response(rotation.view())
@@ -101,11 +101,14 @@ def tunnel_connect_http(request: HttpRequest) -> HttpResponse:
 
 @api_view("POST")
 def operator_rotate(request: HttpRequest) -> HttpResponse:
-    """`rotate_route_tokens` against a running gateway: `{route_id|owner_uid|expired, grace_seconds}`."""
+    """`rotate_route_tokens` against a running gateway: `{route_ids|owner_uid|expired, grace_seconds}`."""
     verify_operator_token(request.headers.get("Authorization"))
     body = _body(request)
+    route_ids = body.get("route_ids", [])
+    if not isinstance(route_ids, list) or not all(isinstance(rid, str) for rid in route_ids):
+        raise BadRequest("route_ids must be a list of route ids")
     changed = services.routes_rotate(
-        route_id=str(body.get("route_id") or ""),
+        route_ids=route_ids,
         owner_uid=str(body.get("owner_uid") or ""),
         expired=body.get("expired") is True,
         grace_seconds=services.grace_from(body),

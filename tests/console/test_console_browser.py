@@ -1,5 +1,6 @@
-"""The console in a real browser (system-and-console.md §5, DECISIONS C1, C2, D2): sign in, watch an agent come
-online, an end-to-end encrypted chat round trip, and sharing with a second user who is cut off on revoke."""
+"""The console in a real browser (docs/protocol/system-and-console.md §5, docs/protocol/decisions.md C1, C2, D2): sign
+in, watch an agent come online, an end-to-end encrypted chat round trip, and sharing with a second user who is cut off
+on revoke."""
 
 from __future__ import annotations
 

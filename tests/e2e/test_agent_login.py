@@ -1,4 +1,5 @@
-"""The public agent client's login against a live Daphne server (oauth.md §14): loopback PKCE and headless OOB."""
+"""The public agent client's login against a live Daphne server (docs/protocol/oauth.md §14): loopback PKCE and headless
+OOB."""
 
 from __future__ import annotations
 

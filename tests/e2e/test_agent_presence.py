@@ -1,4 +1,4 @@
-"""An agent's life against a live Daphne server, as the public agent client lives it (relay.md §7.1):
+"""An agent's life against a live Daphne server, as the public agent client lives it (docs/protocol/relay.md §7.1):
 sign in through OAuth, register an Ed25519 identity key, connect, hello, heartbeat, get replaced by a reconnect,
 while a device events stream watches it go online and offline."""
 

@@ -1,7 +1,7 @@
-"""An end-to-end encrypted session against a live Daphne server (relay.md, e2ee.md): a Python agent simulator and
-a Python client simulator (both with `cryptography`) complete a handshake, exchange encrypted messages in both
-directions, drop and resume the event stream with Last-Event-ID, see a replayed seq refused, and a grantee's stream
-ends when the owner revokes."""
+"""An end-to-end encrypted session against a live Daphne server (docs/protocol/relay.md, docs/protocol/e2ee.md): a
+Python agent simulator and a Python client simulator (both with `cryptography`) complete a handshake, exchange encrypted
+messages in both directions, drop and resume the event stream with Last-Event-ID, see a replayed seq refused, and a
+grantee's stream ends when the owner revokes."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Sharing against a live Daphne server: the grantee's open device stream loses the device the moment the owner
-revokes (devices-and-shares.md §12)."""
+revokes (docs/protocol/devices-and-shares.md §12)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Webhook tunneling against a live Daphne server (tunnels.md): a tunnel client answers real HTTP webhooks."""
+"""Webhook tunneling against a live Daphne server (docs/protocol/tunnels.md): a tunnel client answers real HTTP
+webhooks."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""`/oauth/authorize` (oauth.md §3 with DECISIONS O1, O7): processing order, identity, pages and answers."""
+"""`/oauth/authorize` (docs/protocol/oauth.md §3 with docs/protocol/decisions.md O1, O7): processing order, identity,
+pages and answers."""
 
 from __future__ import annotations
 
@@ -76,7 +77,7 @@ def test_get_with_broken_pkce_fails_before_the_page(client):
     assert response.json()["error_description"] == "code_challenge must be 43-128 characters (RFC 7636)"
 
 
-# Scopes (DECISIONS O1).
+# Scopes (docs/protocol/decisions.md O1).
 
 
 @pytest.mark.parametrize(

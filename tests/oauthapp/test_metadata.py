@@ -1,4 +1,4 @@
-"""Discovery, client registration and the OAuth rate limiter (oauth.md §6, §7, §11)."""
+"""Discovery, client registration and the OAuth rate limiter (docs/protocol/oauth.md §6, §7, §11)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`/oauth/token` and `/oauth/token/revoke` (oauth.md §4-5 with DECISIONS O1, O4, O6)."""
+"""`/oauth/token` and `/oauth/token/revoke` (docs/protocol/oauth.md §4-5 with docs/protocol/decisions.md O1, O4, O6)."""
 
 from __future__ import annotations
 

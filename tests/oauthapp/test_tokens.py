@@ -1,4 +1,5 @@
-"""The EdDSA access token (oauth.md §8): key derivation vectors, JWKS, claims, and stateless validation."""
+"""The EdDSA access token (docs/protocol/oauth.md §8): key derivation vectors, JWKS, claims, and stateless
+validation."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""firebase and oidc sign-in: ID tokens verified against a JWKS served by the test itself (oauth.md §3.3)."""
+"""firebase and oidc sign-in: ID tokens verified against a JWKS served by the test itself (docs/protocol/oauth.md
+§3.3)."""
 
 from __future__ import annotations
 

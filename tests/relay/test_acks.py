@@ -1,4 +1,4 @@
-"""Agent acks over HTTP and WebSocket (relay.md §4.3, §5.6, DECISIONS O2, R5)."""
+"""Agent acks over HTTP and WebSocket (docs/protocol/relay.md §4.3, §5.6, docs/protocol/decisions.md O2, R5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The agent WebSocket (relay.md §5): admission, every frame rule, replacement, deadlines and presence."""
+"""The agent WebSocket (docs/protocol/relay.md §5): admission, every frame rule, replacement, deadlines and presence."""
 
 from __future__ import annotations
 
@@ -82,7 +82,7 @@ async def test_socket_cap_per_owner(device, monkeypatch):
 
 
 async def test_without_the_denial_extension_the_upgrade_is_closed(device):
-    # Under Daphne a refusal is a close before accept (DECISIONS R7).
+    # Under Daphne a refusal is a close before accept (docs/protocol/decisions.md R7).
     communicator = WebsocketCommunicator(application, f"/gateway/v1/agent/connect?device_id={DEVICE}")
     connected, _ = await communicator.connect()
     assert not connected

@@ -1,4 +1,5 @@
-"""`POST …/handshake/client-init` and `GET …/handshake/{id}` (relay.md §4.1-4.2, DECISIONS R5)."""
+"""`POST …/handshake/client-init` and `GET …/handshake/{id}` (docs/protocol/relay.md §4.1-4.2,
+docs/protocol/decisions.md R5)."""
 
 from __future__ import annotations
 

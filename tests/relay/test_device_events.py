@@ -1,4 +1,4 @@
-"""`GET /gateway/v1/devices/events` (devices-and-shares.md §7): exact bytes, snapshot, wakes."""
+"""`GET /gateway/v1/devices/events` (docs/protocol/devices-and-shares.md §7): exact bytes, snapshot, wakes."""
 
 from __future__ import annotations
 

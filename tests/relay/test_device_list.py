@@ -1,4 +1,5 @@
-"""`GET /gateway/v1/devices` (devices-and-shares.md §6) and `DELETE /gateway/v1/devices/{id}` (DECISIONS D1)."""
+"""`GET /gateway/v1/devices` (docs/protocol/devices-and-shares.md §6) and `DELETE /gateway/v1/devices/{id}`
+(docs/protocol/decisions.md D1)."""
 
 from __future__ import annotations
 

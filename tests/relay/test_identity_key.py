@@ -1,4 +1,4 @@
-"""Identity keys (devices-and-shares.md §1, §3-5)."""
+"""Identity keys (docs/protocol/devices-and-shares.md §1, §3-5)."""
 
 from __future__ import annotations
 
@@ -147,7 +147,7 @@ def test_two_hundred_devices_per_owner(client):
 
 
 def test_put_requires_the_device_scope(client):
-    # DECISIONS O2
+    # docs/protocol/decisions.md O2
     response = put_key(client, token_for("owner-1", scope="profile email"), "dev_abc")
     assert error(response) == (
         403,

@@ -1,4 +1,5 @@
-"""`POST …/messages` (relay.md §4.4, DECISIONS R1): envelope types, seq, idempotency, delivery and rollback."""
+"""`POST …/messages` (docs/protocol/relay.md §4.4, docs/protocol/decisions.md R1): envelope types, seq, idempotency,
+delivery and rollback."""
 
 from __future__ import annotations
 
@@ -138,7 +139,7 @@ async def test_duplicate_idempotency_key_is_409(live):
 
 
 async def test_message_id_is_the_key_without_the_header(live):
-    # DECISIONS R1: the desktop sends no header; its message_id de-duplicates.
+    # docs/protocol/decisions.md R1: the desktop sends no header; its message_id de-duplicates.
     http, agent, _, client = live
     assert (await post(http, client.session_id, {**ENVELOPE, "seq": 1, "message_id": "m-1"})).status_code == 202
     response = await post(http, client.session_id, {**ENVELOPE, "seq": 2, "message_id": "m-1"})

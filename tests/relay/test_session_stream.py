@@ -1,4 +1,4 @@
-"""Agent frames into the session stream (relay.md §4.5, §5.6, DECISIONS R3, R4, R6)."""
+"""Agent frames into the session stream (docs/protocol/relay.md §4.5, §5.6, docs/protocol/decisions.md R3, R4, R6)."""
 
 from __future__ import annotations
 
@@ -107,7 +107,7 @@ async def test_unencrypted_agent_frames_are_dropped(live):
 
 
 async def test_plaintext_session_error_is_relayed_as_its_own_event(live):
-    # DECISIONS R3: the agent lost its keys (a restart) and says so in plaintext.
+    # docs/protocol/decisions.md R3: the agent lost its keys (a restart) and says so in plaintext.
     http, agent, _, client = live
     stream, _ = await open_stream(client.session_id)
     await stream.read_until(b"}\n\n")

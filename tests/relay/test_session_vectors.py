@@ -1,5 +1,5 @@
 """The vectors of the public clients driven through the gateway: the exact client-init, acks and frames
-(vectors/handshake.json, frames.json, negative.json), checked byte for byte where the gateway relays them."""
+(tests/vectors/handshake.json, frames.json, negative.json), checked byte for byte where the gateway relays them."""
 
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ from asgiref.sync import sync_to_async
 
 from gateway_site.asgi import application
 from tests.e2ee import DecryptError, open_frame, unb64
-from tests.helpers import SPEC_DIR
+from tests.helpers import vector
 from tests.relay_helpers import AgentSocket, Stream, bearer, http_client, register, token_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-HANDSHAKE = json.loads((SPEC_DIR / "vectors" / "handshake.json").read_text())
-FRAMES = json.loads((SPEC_DIR / "vectors" / "frames.json").read_text())
-NEGATIVE = json.loads((SPEC_DIR / "vectors" / "negative.json").read_text())
+HANDSHAKE = vector("handshake.json")
+FRAMES = vector("frames.json")
+NEGATIVE = vector("negative.json")
 INPUTS = HANDSHAKE["inputs"]
 WIRE = HANDSHAKE["wire"]
 SESSION = INPUTS["session_id"]

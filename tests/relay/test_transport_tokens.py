@@ -1,10 +1,9 @@
-"""Transport tokens (relay.md §5.7) against the vectors produced by the upstream gateway."""
+"""Transport tokens (docs/protocol/relay.md §5.7) against the vectors produced by the upstream gateway."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 
 import pytest
 
@@ -12,9 +11,9 @@ from gateway_site.config import derive_transport_secret
 from relay import transport
 from relay.frames import check_transport
 from relay.transport import TransportError
-from tests.helpers import SPEC_DIR
+from tests.helpers import vector
 
-VECTORS = json.loads((SPEC_DIR / "vectors" / "transport_token.json").read_text())
+VECTORS = vector("transport_token.json")
 FUTURE = 1_700_000_000
 
 

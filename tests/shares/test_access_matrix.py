@@ -1,4 +1,5 @@
-"""Every row of the access matrix (devices-and-shares.md §10) that exists so far, for owner, grantee and stranger.
+"""Every row of the access matrix (docs/protocol/devices-and-shares.md §10) that exists so far, for owner, grantee and
+stranger.
 
 Session rows belong to the relay sessions."""
 

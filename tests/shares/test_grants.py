@@ -1,4 +1,4 @@
-"""Grant history, revoke and leave (devices-and-shares.md §8.2, §9.3-9.5)."""
+"""Grant history, revoke and leave (docs/protocol/devices-and-shares.md §8.2, §9.3-9.5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Invites: create and accept (devices-and-shares.md §9.1-9.2, §14, DECISIONS D2)."""
+"""Invites: create and accept (docs/protocol/devices-and-shares.md §9.1-9.2, §14, docs/protocol/decisions.md D2)."""
 
 from __future__ import annotations
 
@@ -50,7 +50,8 @@ def test_only_the_token_digest_is_stored(client, device):
 
 def test_invite_links_are_on_the_gateway_whatever_frontend_url_says(client, device, configure):
     configure(frontend_url="https://app.example.org/")
-    assert invite(client).json()["inviteUrl"].startswith("http://localhost:8080/share/")  # DECISIONS D2
+    # docs/protocol/decisions.md D2
+    assert invite(client).json()["inviteUrl"].startswith("http://localhost:8080/share/")
 
 
 def test_custom_invite_ttl(client, device, clock):

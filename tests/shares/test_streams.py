@@ -1,4 +1,5 @@
-"""Sharing takes effect at once in live device events streams (devices-and-shares.md §12, DECISIONS R4)."""
+"""Sharing takes effect at once in live device events streams (docs/protocol/devices-and-shares.md §12,
+docs/protocol/decisions.md R4)."""
 
 from __future__ import annotations
 

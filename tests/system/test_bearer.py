@@ -1,4 +1,5 @@
-"""Bearer authentication on /gateway/v1/* (oauth.md §9 with DECISIONS O2, O3) and /gateway/v1/health (§4)."""
+"""Bearer authentication on /gateway/v1/* (docs/protocol/oauth.md §9 with docs/protocol/decisions.md O2, O3) and
+/gateway/v1/health (§4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The environment contract (config.md with DECISIONS.md): defaults, parsing helpers, derivations, validation."""
+"""The environment contract (docs/protocol/config.md with docs/protocol/decisions.md): defaults, parsing helpers,
+derivations, validation."""
 
 from __future__ import annotations
 
@@ -144,7 +145,7 @@ def test_bool_false_spellings_and_unknown_values(raw, expected):
     assert config(REQUIRE_ENCRYPTED_FRAMES=raw).require_encrypted_frames is expected
 
 
-# Validation rows of config.md §6, in order, with the exact messages.
+# Validation rows of docs/protocol/config.md §6, in order, with the exact messages.
 
 
 def test_missing_signing_key_is_refused():

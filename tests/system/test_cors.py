@@ -1,4 +1,4 @@
-"""CORS (config.md §7) with a wildcard and with explicit origins."""
+"""CORS (docs/protocol/config.md §7) with a wildcard and with explicit origins."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`.env` loading (config.md §4): the pinned line grammar and the precedence of the real environment."""
+"""`.env` loading (docs/protocol/config.md §4): the pinned line grammar and the precedence of the real environment."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The common JSON error shapes (system-and-console.md §1): 404, 405, 413, 500 and raised API errors."""
+"""The common JSON error shapes (docs/protocol/system-and-console.md §1): 404, 405, 413, 500 and raised API errors."""
 
 from __future__ import annotations
 

@@ -38,15 +38,54 @@ def test_malformed_dotenv_stops_start_up(tmp_path):
     assert result.stderr == "configuration error: dotenv: .env:2: malformed line, expected KEY=VALUE\n"
 
 
+PRODUCTION = {
+    "JWT_SIGNING_KEY": "a-real-production-signing-key-0123456789abcdef",
+    "PUBLIC_BASE_URL": "https://gateway.example.com",
+    "PROXY_HEADER": "X-Forwarded-For",
+    "AUTH_MODE": "oidc",
+    "OIDC_ISSUER_URL": "https://accounts.example.com",
+    "OIDC_CLIENT_ID": "gateway",
+    "DEMO_AUTH_DISABLED": "true",
+}
+
+
 def test_deploy_check_is_clean_with_production_settings():
-    env = clean_env(
-        JWT_SIGNING_KEY="a-real-production-signing-key-0123456789abcdef",
-        PUBLIC_BASE_URL="https://gateway.example.com",
-        PROXY_HEADER="X-Forwarded-For",
-    )
-    result = run_manage("check", "--deploy", "--fail-level", "WARNING", env=env)
+    result = run_manage("check", "--deploy", "--fail-level", "WARNING", env=clean_env(**PRODUCTION))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("overrides", "check_id", "names"),
+    [
+        ({"AUTH_MODE": "demo", "DEMO_AUTH_DISABLED": "false"}, "gateway.W001", "AUTH_MODE=demo"),
+        ({"WEB_CONCURRENCY": "4"}, "gateway.W002", "WEB_CONCURRENCY=4"),
+        ({"DJANGO_DEBUG": "true"}, "gateway.W003", "DJANGO_DEBUG=true"),
+        ({"PUBLIC_BASE_URL": "http://gateway.example.com"}, "gateway.W004", "PUBLIC_BASE_URL=http://"),
+    ],
+)
+def test_deploy_check_warns_about_dangerous_settings(overrides, check_id, names):
+    result = run_manage("check", "--deploy", "--fail-level", "WARNING", env=clean_env(**{**PRODUCTION, **overrides}))
+    assert result.returncode == 1
+    assert f"({check_id})" in result.stderr and names in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("url", ["http://localhost:8080", "http://127.0.0.1:8091", "http://[::1]:8080"])
+def test_demo_mode_on_loopback_is_not_a_deploy_warning(url):
+    env = clean_env(PUBLIC_BASE_URL=url)
+    result = run_manage("check", "--deploy", env=env)
+    assert "gateway.W001" not in result.stderr and "gateway.W004" not in result.stderr
+
+
+def test_demo_mode_on_a_public_address_says_so_at_start_up():
+    script = "import gateway_site.asgi"
+    result = run_manage(
+        "shell", "--no-imports", "-c", script, env=clean_env(PUBLIC_BASE_URL="https://gateway.example.com")
+    )
+    assert result.returncode == 0, result.stderr
+    demo_lines = [line for line in result.stderr.splitlines() if "AUTH_MODE=demo" in line]
+    assert len(demo_lines) == 1 and "https://gateway.example.com" in demo_lines[0]
+    assert "set AUTH_MODE=oidc (or firebase) and DEMO_AUTH_DISABLED=true" in demo_lines[0]
 
 
 def test_in_memory_database_is_migrated_when_the_server_boots():
@@ -72,7 +111,7 @@ def test_daphne_serves_healthz_over_a_socket():
         assert TEST_KEY not in server.log()
     startup = next(line for line in lines if line["msg"] == "gateway startup")
     assert startup["auth_mode"] == "demo" and startup["public_base_url"] == "http://localhost:8080"
-    assert any(line["msg"] == "AUTH_MODE=demo is non-production" for line in lines)
+    assert any(line["msg"].startswith("AUTH_MODE=demo: anyone who can reach") for line in lines)
     assert any(line["msg"] == "request" and line["path"] == "/healthz" and line["status"] == 200 for line in lines)
 
 

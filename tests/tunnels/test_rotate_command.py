@@ -78,8 +78,34 @@ def test_command_argument_errors():
         run()
     with pytest.raises(CommandError, match="--grace must be between 0 and 1800"):
         run("--owner", "x", "--grace", "5000")
-    with pytest.raises(CommandError, match="route_id is required"):
+    with pytest.raises(CommandError, match="^malformed route id: not-a-route "):
         run("--route", "not-a-route")
+
+
+@pytest.mark.django_db
+def test_unknown_routes_are_named_and_nothing_is_rotated():
+    register(DEVICE, "owner-1")
+    known = make_route()
+    missing = tokens.new_route_id()
+    with pytest.raises(CommandError, match=f"^unknown route: {missing}$"):
+        run("--route", known, "--route", missing)
+    assert IntegrationRoute.objects.get(route_id=known).token_hash == tokens.token_hash("old-token" * 5)
+    output = run("--route", known, "--route", make_route())
+    assert output.endswith("2 route(s) rotated\n")
+
+
+def test_unknown_route_exits_non_zero_with_its_name(tmp_path):
+    env = clean_env(DATABASE_URL=f"sqlite:///{tmp_path / 'gateway.sqlite3'}")
+    assert run_manage("migrate", "-v", "0", env=env).returncode == 0
+    missing = tokens.new_route_id()
+    result = run_manage("rotate_route_tokens", "--route", missing, env=env)
+    assert result.returncode != 0
+    assert result.stderr.strip() == f"CommandError: unknown route: {missing}"
+
+
+def test_the_database_mode_needs_a_persistent_database():
+    result = run_manage("rotate_route_tokens", "--expired", "--via", "db", env=clean_env())
+    assert result.returncode != 0 and "--via db needs a persistent DATABASE_URL" in result.stderr
 
 
 def test_operator_tokens_are_single_use_and_audience_bound():
@@ -121,8 +147,16 @@ def test_rotate_over_http_against_a_running_memory_only_gateway():
         )
         route_id = created["route"]["route_id"]
 
+        # The command's own PORT and PUBLIC_BASE_URL differ from the server's: it uses the server's issuer.
         result = run_manage(
-            "rotate_route_tokens", "--route", route_id, "--grace", "0", "--url", server.base_url, env=clean_env()
+            "rotate_route_tokens",
+            "--route",
+            route_id,
+            "--grace",
+            "0",
+            "--url",
+            server.base_url,
+            env=clean_env(PORT="9999", PUBLIC_BASE_URL="https://elsewhere.example.com"),
         )
         assert result.returncode == 0, result.stderr
         assert f"rotated {route_id} (owner client:ops-test)" in result.stdout
@@ -152,6 +186,9 @@ def test_rotate_over_http_against_a_running_memory_only_gateway():
             env=clean_env(JWT_SIGNING_KEY="some-other-signing-key-of-enough-length"),
         )
         assert wrong.returncode != 0 and "401" in wrong.stderr
+        unknown = tokens.new_route_id()
+        missing = run_manage("rotate_route_tokens", "--route", unknown, "--url", server.base_url, env=clean_env())
+        assert missing.returncode != 0 and f"404 unknown route: {unknown}" in missing.stderr
 
 
 def test_http_mode_reports_an_unreachable_gateway():

@@ -1,4 +1,4 @@
-"""Integration route CRUD and token rotation (tunnels.md §1-2; vectors/routes.json)."""
+"""Integration route CRUD and token rotation (docs/protocol/tunnels.md §1-2; tests/vectors/routes.json)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.helpers import SPEC_DIR
+from tests.helpers import vector
 from tests.relay_helpers import auth, register, token_for
 from tunnels import services, tokens
 from tunnels.models import IntegrationRoute
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.django_db
 OWNER = token_for("owner-1", email="owner@example.com")
 OTHER = token_for("other-2")
 DEVICE = "dev_routes0001"
-VECTOR = json.loads((SPEC_DIR / "vectors" / "routes.json").read_text())
+VECTOR = vector("routes.json")
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The tunnel WebSocket and public ingress (tunnels.md §3-5), in process."""
+"""The tunnel WebSocket and public ingress (docs/protocol/tunnels.md §3-5), in process."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-// Talking to the gateway: tokens in sessionStorage only (DECISIONS C2), one retry after a refresh on 401,
+// Talking to the gateway: tokens in sessionStorage only (docs/protocol/decisions.md C2), one retry after a refresh on 401,
 // rotated refresh tokens always kept (C1), and errors turned into sentences for people.
 
 const AUTH_KEY = "gw_console_auth";

@@ -417,7 +417,7 @@ async function sendMessage(text) {
       body,
       headers: { "X-Idempotency-Key": `idem_${e2ee.randomHex(16)}` },
     });
-    session.seq = seq; // only after the gateway took it (DECISIONS C1)
+    session.seq = seq; // only after the gateway took it (docs/protocol/decisions.md C1)
   } catch (err) {
     addMessage(session, "failure", `Not sent: ${errorText(err)}`);
   }

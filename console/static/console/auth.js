@@ -1,5 +1,5 @@
 // Signing in through the gateway's own OAuth flow: PKCE S256 with the default client and
-// redirect_uri = <origin>/console (system-and-console.md §5.1).
+// redirect_uri = <origin>/console (docs/protocol/system-and-console.md §5.1).
 
 import { clearTokens, loadTokens, saveTokens } from "./api.js";
 

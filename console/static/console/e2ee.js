@@ -1,5 +1,5 @@
-// End-to-end encryption in the browser with WebCrypto, byte for byte as e2ee.md describes it:
-// X25519, SHA-256 transcript, Ed25519 signature check (DECISIONS C1), HKDF-SHA256, AES-256-GCM.
+// End-to-end encryption in the browser with WebCrypto, byte for byte as docs/protocol/e2ee.md describes it:
+// X25519, SHA-256 transcript, Ed25519 signature check (docs/protocol/decisions.md C1), HKDF-SHA256, AES-256-GCM.
 
 const PREFIX = { client_to_agent: [0x63, 0x32, 0x61, 0x00], agent_to_client: [0x61, 0x32, 0x63, 0x00] };
 const INFO = new TextEncoder().encode("commands.com/gateway/v1/e2ee");

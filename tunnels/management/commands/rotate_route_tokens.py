@@ -1,12 +1,15 @@
 """`rotate_route_tokens`: give routes new tokens and print their new public URLs.
 
 With the default in-memory database the routes live inside the server process, so the command asks the running
-gateway over HTTP with a one-minute operator token signed by JWT_SIGNING_KEY; with a persistent DATABASE_URL it
-calls the same service directly. Either way it prints what changed.
+gateway over HTTP with a one-minute operator token signed by JWT_SIGNING_KEY (the server's issuer is read from its
+discovery document, so the command's own PORT or PUBLIC_BASE_URL do not matter); with a persistent DATABASE_URL it
+calls the same service directly. Either way it prints what changed, and fails naming any route that is malformed or
+unknown (then nothing is rotated).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import urllib.error
 import urllib.request
@@ -17,14 +20,16 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from gateway_site.errors import ApiError
 from gateway_site.operator import mint_operator_token
-from tunnels import services
+from tunnels import services, tokens
 
 
 class Command(BaseCommand):
-    help = "Rotate integration route tokens: one route, every route of an owner, or every route whose token expired."
+    help = "Rotate integration route tokens: named routes, every route of an owner, or every route whose token expired."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--route", default="", help="the route id (rt_…) to rotate")
+        parser.add_argument(
+            "--route", action="append", default=[], help="a route id (rt_ + 32 hex digits); repeat for several"
+        )
         parser.add_argument("--owner", default="", help="rotate every route of this owner uid")
         parser.add_argument("--expired", action="store_true", help="rotate every route whose token has expired")
         parser.add_argument("--grace", type=int, default=300, help="seconds the old token keeps working (0-1800)")
@@ -37,15 +42,23 @@ class Command(BaseCommand):
         parser.add_argument("--url", default="", help="the running gateway (default http://127.0.0.1:$PORT)")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        if not (options["route"] or options["owner"] or options["expired"]):
+        route_ids = [rid.strip() for rid in options["route"]]
+        if not (route_ids or options["owner"] or options["expired"]):
             raise CommandError("choose --route, --owner or --expired")
+        malformed = [rid for rid in route_ids if not tokens.ROUTE_ID_RE.fullmatch(rid)]
+        if malformed:
+            raise CommandError(f"malformed route id: {', '.join(malformed)} (expected rt_ and 32 hex digits)")
         if not 0 <= options["grace"] <= 1800:
             raise CommandError("--grace must be between 0 and 1800")
         via = options["via"]
         if via == "auto":
             via = "http" if settings.GATEWAY.database_in_memory else "db"
+        elif via == "db" and settings.GATEWAY.database_in_memory:
+            raise CommandError(
+                "--via db needs a persistent DATABASE_URL: the in-memory database lives inside the server process"
+            )
         selection = {
-            "route_id": options["route"],
+            "route_ids": route_ids,
             "owner_uid": options["owner"],
             "expired": options["expired"],
             "grace_seconds": options["grace"],
@@ -66,16 +79,30 @@ class Command(BaseCommand):
 
     def _over_http(self, url: str, selection: dict[str, Any]) -> list[dict[str, Any]]:
         base = (url or f"http://127.0.0.1:{settings.GATEWAY.port}").rstrip("/")
+        issuer = str(self._call(base, "/.well-known/openid-configuration").get("issuer") or "")
+        answer = self._call(
+            base,
+            "/operator/routes/rotate-tokens",
+            body=selection,
+            headers={"Authorization": f"Bearer {mint_operator_token(issuer=issuer)}"},
+        )
+        return list(answer["rotated"])
+
+    @staticmethod
+    def _call(base: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> dict[str, Any]:
         request = urllib.request.Request(  # noqa: S310 - an operator-given http(s) URL
-            f"{base}/operator/routes/rotate-tokens",
-            data=json.dumps(selection).encode(),
-            headers={"Content-Type": "application/json", "Authorization": f"Bearer {mint_operator_token()}"},
-            method="POST",
+            base + path,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Content-Type": "application/json", **(headers or {})},
+            method="GET" if body is None else "POST",
         )
         try:
             with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
-                return list(json.loads(response.read())["rotated"])
+                return dict(json.loads(response.read()))
         except urllib.error.HTTPError as exc:
-            raise CommandError(f"the gateway refused: {exc.code} {exc.read().decode(errors='replace')}") from None
-        except (urllib.error.URLError, OSError) as exc:
+            detail = exc.read().decode(errors="replace")
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                detail = str(json.loads(detail)["error"])
+            raise CommandError(f"the gateway refused: {exc.code} {detail}") from None
+        except (urllib.error.URLError, OSError, ValueError) as exc:
             raise CommandError(f"cannot reach the gateway at {base}: {exc}") from None

@@ -1,0 +1,49 @@
+"""The repository stands alone: nothing reads a folder beside it, and every document a comment cites exists."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+from tests.helpers import ROOT
+
+THIS_FILE = "tests/system/test_self_contained.py"
+CODE_SUFFIXES = (".py", ".js", ".html", ".css", ".yaml", ".toml", ".md")
+
+
+def tracked_files() -> list[str]:
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    return [name for name in listed if name.endswith(CODE_SUFFIXES) and name != THIS_FILE and (ROOT / name).is_file()]
+
+
+def test_nothing_reads_outside_the_repository():
+    outside = re.compile(r"\.\./shared|shared/spec|GATEWAY_SPEC_DIR|parent\s*/\s*\"shared\"")
+    offenders = [name for name in tracked_files() if outside.search((ROOT / name).read_text(errors="replace"))]
+    assert offenders == []
+
+
+def test_every_cited_document_is_in_the_repository():
+    cited = re.compile(r"\b((?:docs|tests/vectors)/[\w./-]+\.(?:md|json|yaml))")
+    missing = {
+        (name, path)
+        for name in tracked_files()
+        for path in cited.findall((ROOT / name).read_text(errors="replace"))
+        if not (ROOT / path).exists()
+    }
+    assert missing == set()
+
+
+def test_no_comment_cites_a_document_we_do_not_have():
+    foreign = re.compile(r"\b(DECISIONS|PLATFORM-NOTES|ARCHITECTURE)\b")
+    offenders = [
+        name
+        for name in tracked_files()
+        if not name.startswith("docs/") and foreign.search((ROOT / name).read_text(errors="replace"))
+    ]
+    assert offenders == []
