@@ -3,6 +3,7 @@ the console, its assets, the sign-in pages and the API document, and it ships on
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import venv
@@ -18,12 +19,30 @@ from tests.helpers import ROOT, clean_env, free_port, server_process
 OWN_PACKAGES = {"gateway_site", "oauthapp", "relay", "shares", "tunnels", "console"}
 
 
+def source_copy(target: Path) -> Path:
+    """The project's files (tracked and new, not ignored) copied to `target`, so the build leaves the checkout clean."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    for name in listed:
+        source = ROOT / name
+        if source.is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+    return target
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
+    source = source_copy(tmp_path_factory.mktemp("source"))
     build = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--disable-pip-version-check", "-q", "-w", str(out), "."],
-        cwd=ROOT,
+        cwd=source,
         capture_output=True,
         text=True,
         timeout=300,
