@@ -13,8 +13,8 @@ from typing import Any
 
 import jwt
 from django.conf import settings
-from django.core.cache import caches
 
+from gateway_site.boundedstore import bounded_store
 from gateway_site.errors import Unauthorized
 
 OPERATOR_AUDIENCE = "commands-gateway-operator"
@@ -59,6 +59,7 @@ def verify_operator_token(header: str | None) -> dict[str, Any]:
         raise Unauthorized("invalid operator token") from None
     if claims["sub"] != "operator" or claims["exp"] - claims["iat"] > OPERATOR_TTL_SECONDS:
         raise Unauthorized("invalid operator token")
-    if not caches["state"].add(f"operator:jti:{claims['jti']}", 1, timeout=OPERATOR_TTL_SECONDS * 2):
+    used = bounded_store("operator-token-ids", ttl=OPERATOR_TTL_SECONDS * 2, max_entries=10_000)
+    if not used.add(str(claims["jti"])[:64]):
         raise Unauthorized("operator token already used")
     return claims

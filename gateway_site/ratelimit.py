@@ -1,33 +1,28 @@
-"""Fixed-window rate limiting in the `state` cache: windows aligned to the Unix epoch, one atomic counter each."""
+"""Fixed-window rate limiting: windows aligned to the Unix epoch, one atomic counter each.
+
+Counters live in a bounded store (gateway_site.boundedstore): buckets are named after caller-controlled text (an
+address, a route id), so the store caps how many it keeps and drops them once their window has passed.
+"""
 
 from __future__ import annotations
 
 import time
 
-from django.core.cache import caches
-
+from gateway_site.boundedstore import bounded_store
 from gateway_site.errors import TooManyRequests
+
+MAX_BUCKETS = 200_000
 
 
 def hit(bucket: str, limit: int, window: int, *, now: float | None = None) -> bool:
     """Count one request in `bucket`'s current window; True when it is within `limit`.
 
-    `add` then `incr` are each atomic in the cache, so concurrent requests never lose a count.
+    `incr` is atomic, so concurrent requests never lose a count. A counter lives two windows, then is dropped.
     """
     current = time.time() if now is None else now
     index = int(current // window)
-    key = f"rl:{bucket}:{index}"
-    cache = caches["state"]
-    # The window's counter expires one window after it closes.
-    if cache.add(key, 1, timeout=window * 2):
-        count = 1
-    else:
-        try:
-            count = cache.incr(key)
-        except ValueError:  # expired between add and incr
-            cache.add(key, 1, timeout=window * 2)
-            count = 1
-    return count <= limit
+    store = bounded_store("rate-windows", ttl=window * 2, max_entries=MAX_BUCKETS)
+    return store.incr(f"{bucket}:{index}") <= limit
 
 
 def enforce(bucket: str, limit: int, window: int, message: str = "too_many_requests") -> None:

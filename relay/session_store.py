@@ -8,13 +8,15 @@ methods. Event ids come from one process-wide counter, so they increase across a
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
 from django.core.cache import caches
 
+from gateway_site.boundedstore import BoundedStore, bounded_store
+
 BACKLOG_LIMIT = 1000
+MAX_IDEMPOTENCY_KEYS = 200_000  # callers choose the keys: the oldest go first beyond this
 SESSION_SAFETY_TTL = 30 * 86400  # sessions are swept after 24 h idle; this only bounds a forgotten record
 
 Session = dict[str, Any]
@@ -134,12 +136,16 @@ class SessionStore:
 
     # -- idempotency keys -----------------------------------------------------------------------------------------
 
+    @staticmethod
+    def _idempotency(ttl: int) -> BoundedStore:
+        return bounded_store("idempotency-keys", ttl=ttl, max_entries=MAX_IDEMPOTENCY_KEYS)
+
     def reserve_idempotency_key(self, key: str, ttl: int) -> bool:
         """Atomically claim `key` for `ttl` seconds; False when it is already claimed."""
-        return bool(self.cache.add(f"idem:{key}", time.time(), timeout=ttl))
+        return self._idempotency(ttl).add(key)
 
-    def release_idempotency_key(self, key: str) -> None:
-        self.cache.delete(f"idem:{key}")
+    def release_idempotency_key(self, key: str, ttl: int) -> None:
+        self._idempotency(ttl).delete(key)
 
     # -- housekeeping --------------------------------------------------------------------------------------------
 

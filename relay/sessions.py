@@ -454,7 +454,7 @@ def message_prepare(
         stored, result = sessions.update(session_id, advance)
         if stored is None or result is None:
             if idempotency_key:
-                sessions.release_idempotency_key(idempotency_key)
+                sessions.release_idempotency_key(idempotency_key, config.idempotency_ttl_seconds)
             if stored is None:
                 raise NotFound("session not found")
             raise Conflict("replay_detected", violation="replay_detected", **where)
@@ -492,7 +492,7 @@ def message_undo(outgoing: Outgoing) -> None:
 
         sessions.update(outgoing.session["session_id"], rollback)
     if outgoing.idempotency_key:
-        sessions.release_idempotency_key(outgoing.idempotency_key)
+        sessions.release_idempotency_key(outgoing.idempotency_key, settings.GATEWAY.idempotency_ttl_seconds)
 
 
 def agent_unavailable(session: Session) -> ApiError:

@@ -8,7 +8,7 @@ import pytest
 from django.conf import settings
 from django.core.cache import caches
 
-from gateway_site import boot
+from gateway_site import boot, boundedstore
 
 # The memdb test database disappears when its last connection closes; keep one open for the whole run.
 boot.keep_alive(settings.DATABASES["default"]["TEST"]["NAME"])
@@ -18,6 +18,7 @@ boot.keep_alive(settings.DATABASES["default"]["TEST"]["NAME"])
 def _clean_state():
     for alias in settings.CACHES:
         caches[alias].clear()
+    boundedstore.clear_all()
     yield
 
 

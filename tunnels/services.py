@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db import transaction
 
 from gateway_site.auth import Principal
+from gateway_site.boundedstore import BoundedStore, bounded_store
 from gateway_site.errors import ApiError
 from gateway_site.ids import canonical_email, is_valid_id
 from relay.models import Device
@@ -419,28 +420,28 @@ class IngressRefused(Exception):
 # Every write below drops the snapshot, so a rotation, deletion or deactivation counts at once in this process; the
 # short TTL bounds how long another process could see an older one.
 SNAPSHOT_TTL_SECONDS = 5
+MAX_SNAPSHOTS = 50_000  # route ids are checked against their grammar first, but any well-formed id can be asked for
 
 
 def _snapshot_key(route_id: str) -> str:
     return f"route-snapshot:{route_id}"
 
 
-def forget_snapshot(route_id: str) -> None:
-    from django.core.cache import caches
+def _snapshots() -> BoundedStore:
+    return bounded_store("route-snapshots", ttl=SNAPSHOT_TTL_SECONDS, max_entries=MAX_SNAPSHOTS)
 
-    caches["state"].delete(_snapshot_key(route_id))
+
+def forget_snapshot(route_id: str) -> None:
+    _snapshots().delete(_snapshot_key(route_id))
 
 
 def cached_snapshot(route_id: str) -> dict[str, Any] | None:
     """The cached snapshot, `{}` for a route known not to exist, None when it must be loaded."""
-    from django.core.cache import caches
-
-    value = caches["state"].get(_snapshot_key(route_id))
+    value = _snapshots().get(_snapshot_key(route_id))
     return value if isinstance(value, dict) else None
 
 
 def load_snapshot(route_id: str) -> dict[str, Any]:
-    from django.core.cache import caches
 
     route = IntegrationRoute.objects.filter(route_id=route_id).first()
     snapshot: dict[str, Any] = {}
@@ -458,7 +459,7 @@ def load_snapshot(route_id: str) -> dict[str, Any]:
             "deadline_ms": route.deadline_ms,
             "max_body_bytes": route.max_body_bytes,
         }
-    caches["state"].set(_snapshot_key(route_id), snapshot, timeout=SNAPSHOT_TTL_SECONDS)
+    _snapshots().set(_snapshot_key(route_id), snapshot)
     return snapshot
 
 
@@ -493,9 +494,7 @@ def ingress_mark_used(route_id: str) -> None:
 def ingress_mark_used_soon(route_id: str) -> None:
     """Record `token_last_used_at`, at most once per second per route: a database write per webhook would cap the
     ingress at the database's write rate, and the field has whole-second precision anyway."""
-    from django.core.cache import caches
-
-    if caches["state"].add(f"route-used:{route_id}", 1, timeout=1):
+    if bounded_store("route-used", ttl=1, max_entries=MAX_SNAPSHOTS).add(route_id):
         from asgiref.sync import sync_to_async
 
         asyncio.ensure_future(sync_to_async(ingress_mark_used)(route_id))
