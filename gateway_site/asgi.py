@@ -20,7 +20,13 @@ from gateway_site.accesslog import AccessLogMiddleware  # noqa: E402
 from gateway_site.auth import WebSocketBearerMiddleware  # noqa: E402
 from gateway_site.bodylimit import BodyLimitMiddleware  # noqa: E402
 from gateway_site.lifecycle import LifecycleMiddleware  # noqa: E402
-from gateway_site.routing import GetOnly, HotPaths, http_consumer_routes, websocket_routes  # noqa: E402
+from gateway_site.routing import (  # noqa: E402
+    GetOnly,
+    HotPaths,
+    IngressHost,
+    http_consumer_routes,
+    websocket_routes,
+)
 
 
 def build_application() -> LifecycleMiddleware:
@@ -36,7 +42,7 @@ def build_application() -> LifecycleMiddleware:
         }
     )
     limited = BodyLimitMiddleware(
-        router,
+        IngressHost(router),
         settings.GATEWAY_MAX_BODY_BYTES,
         ingress_prefix="/integrations/",
         ingress_max_bytes=settings.GATEWAY_MAX_INGRESS_BODY_BYTES,

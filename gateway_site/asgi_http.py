@@ -49,6 +49,23 @@ async def read_body(receive: Any) -> bytes:
             return b"".join(chunks)
 
 
+async def read_body_capped(receive: Any, limit: int) -> bytes | None:
+    """The request body, or None as soon as it grows past `limit` bytes (the rest is not read)."""
+    chunks = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b""
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
 def cors_headers(scope: Mapping[str, Any]) -> Headers:
     """The headers GatewayCorsMiddleware adds to an actual (non-preflight) response (docs/protocol/config.md §7)."""
     origin = header(scope, b"origin")

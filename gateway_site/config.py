@@ -76,6 +76,14 @@ VARIABLES = (
     "LOG_LEVEL",
     "DJANGO_DEBUG",
     "ALLOWED_HOSTS",
+    "INGRESS_BASE_URL",
+    "MAX_SESSIONS_PER_DEVICE",
+    "MAX_STREAMS_PER_USER",
+    "MAX_PENDING_INVITES_PER_DEVICE",
+    "MAX_INFLIGHT_PER_ROUTE",
+    "MAX_INFLIGHT_PER_OWNER",
+    "SESSION_BACKLOG_BYTES",
+    "STREAM_BUFFER_BYTES",
     "SHUTDOWN_TIMEOUT_SECONDS",
     "SHUTDOWN_DRAIN_SECONDS",
     "WEB_CONCURRENCY",
@@ -134,6 +142,14 @@ class GatewayConfig:
     log_level: str
     debug: bool
     allowed_hosts: tuple[str, ...]
+    ingress_base_url: str = ""
+    max_sessions_per_device: int = 100
+    max_streams_per_user: int = 32
+    max_pending_invites_per_device: int = 50
+    max_inflight_per_route: int = 64
+    max_inflight_per_owner: int = 256
+    session_backlog_bytes: int = 8 * 1024 * 1024
+    stream_buffer_bytes: int = 4 * 1024 * 1024
     shutdown_timeout_seconds: int = 10
     shutdown_drain_seconds: int = 0
     web_concurrency: int = 1
@@ -145,6 +161,16 @@ class GatewayConfig:
     @property
     def public_base_is_https(self) -> bool:
         return self.public_base_url.lower().startswith("https://")
+
+    @property
+    def ingress_url(self) -> str:
+        """Where webhook URLs point: INGRESS_BASE_URL when set, else PUBLIC_BASE_URL."""
+        return self.ingress_base_url or self.public_base_url
+
+    @property
+    def ingress_host(self) -> str:
+        """The host that serves ingress only (lower case, no port), or "" when ingress shares the public host."""
+        return (urlsplit(self.ingress_base_url).hostname or "").lower() if self.ingress_base_url else ""
 
     @property
     def console_url(self) -> str:
@@ -353,6 +379,13 @@ def load_config(environ_map: Mapping[str, str]) -> GatewayConfig:
         raise ConfigError("LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
     if not public_base_url.lower().startswith(("http://", "https://")):
         raise ConfigError("PUBLIC_BASE_URL must start with http:// or https://")
+    ingress_base_url = read.string("INGRESS_BASE_URL").rstrip("/")
+    if ingress_base_url:
+        parts = urlsplit(ingress_base_url)
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname or parts.path or parts.query:
+            raise ConfigError("INGRESS_BASE_URL must be an http:// or https:// origin (scheme, host, optional port)")
+        if parts.hostname.lower() == (urlsplit(public_base_url).hostname or "").lower():
+            raise ConfigError("INGRESS_BASE_URL must name a host other than PUBLIC_BASE_URL's")
 
     return GatewayConfig(
         port=int(port_raw),
@@ -395,6 +428,14 @@ def load_config(environ_map: Mapping[str, str]) -> GatewayConfig:
         log_level=log_level,
         debug=read.boolean("DJANGO_DEBUG", False),
         allowed_hosts=read.csv("ALLOWED_HOSTS", ("*",)),
+        ingress_base_url=ingress_base_url,
+        max_sessions_per_device=read.bounded("MAX_SESSIONS_PER_DEVICE", 100, 1, 100_000),
+        max_streams_per_user=read.bounded("MAX_STREAMS_PER_USER", 32, 1, 100_000),
+        max_pending_invites_per_device=read.bounded("MAX_PENDING_INVITES_PER_DEVICE", 50, 1, 100_000),
+        max_inflight_per_route=read.bounded("MAX_INFLIGHT_PER_ROUTE", 64, 1, 100_000),
+        max_inflight_per_owner=read.bounded("MAX_INFLIGHT_PER_OWNER", 256, 1, 100_000),
+        session_backlog_bytes=read.bounded("SESSION_BACKLOG_BYTES", 8 * 1024 * 1024, 64 * 1024, 1024**3),
+        stream_buffer_bytes=read.bounded("STREAM_BUFFER_BYTES", 4 * 1024 * 1024, 64 * 1024, 1024**3),
         shutdown_timeout_seconds=read.bounded("SHUTDOWN_TIMEOUT_SECONDS", 10, 1, 300),
         shutdown_drain_seconds=read.bounded("SHUTDOWN_DRAIN_SECONDS", 0, 0, 300),
         web_concurrency=read.bounded("WEB_CONCURRENCY", 1, 1, 1024),

@@ -56,3 +56,38 @@ class HotPaths:
             if match:
                 return await ingress.ingress(scope, receive, send, match.group(1), match.group(2))
         return await self.fallback(scope, receive, send)
+
+
+def _host(scope: dict[str, Any]) -> str:
+    for name, value in scope.get("headers") or ():
+        if name.lower() == b"host":
+            text = bytes(value).decode("latin-1").strip().lower()
+            return text.rsplit(":", 1)[0] if not text.endswith("]") else text  # drop a port, keep [v6]
+    return ""
+
+
+class IngressHost:
+    """With INGRESS_BASE_URL set (decisions.md H1), webhooks are served only on that host and that host serves
+    nothing else: every other path there, and `/integrations/` on any other host, is a plain 404."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        from django.conf import settings
+
+        ingress_host = settings.GATEWAY.ingress_host
+        if not ingress_host or scope["type"] not in ("http", "websocket"):
+            return await self.app(scope, receive, send)
+        on_ingress_host = _host(scope) == ingress_host
+        is_ingress = scope["type"] == "http" and scope.get("path", "").startswith("/integrations/")
+        if on_ingress_host == is_ingress:
+            return await self.app(scope, receive, send)
+        if scope["type"] == "websocket":
+            await receive()  # websocket.connect
+            await send({"type": "websocket.close", "code": 1008})
+            return None
+        from gateway_site.asgi_http import respond_error
+        from gateway_site.errors import not_found
+
+        return await respond_error(send, scope, not_found())

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import json
 import logging
 import re
 import time
@@ -19,59 +20,53 @@ from django.conf import settings
 
 from gateway_site import asgi_http, ratelimit
 from gateway_site.clientip import client_ip_from_scope
+from gateway_site.errors import JSON_CONTENT_TYPE
 from relay.transport import rfc3339
-from tunnels import services
-from tunnels.registry import inflight, tunnels
+from tunnels import services, tokens
+from tunnels.registry import InflightFull, inflight, tunnels
 
 logger = logging.getLogger("gateway.tunnels")
 PATH = re.compile(r"^/integrations/([^/]*)/([^/]*)$")
+MAX_TOKEN_LENGTH = 256  # route tokens are 43 characters; anything much longer is not worth hashing
 
 DROPPED_REQUEST_HEADERS = frozenset({"host", "connection", "transfer-encoding"})
-DROPPED_RESPONSE_HEADERS = frozenset(
-    {
-        "host",
-        "connection",
-        "transfer-encoding",
-        "content-length",
-        "set-cookie",
-        "set-cookie2",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "upgrade",
-        "keep-alive",
-        "access-control-allow-origin",
-        "access-control-allow-credentials",
-        "access-control-allow-headers",
-        "access-control-allow-methods",
-        "access-control-expose-headers",
-        "access-control-max-age",
-    }
+
+# A tunnel's answer is untrusted content served from the gateway's own origin (decisions.md H1): it is sandboxed (no
+# scripts, no same-origin access, no service worker), and only these of its headers pass.
+SANDBOX_HEADERS = (("Content-Security-Policy", "sandbox; default-src 'none'"),)
+RELAYED_RESPONSE_HEADERS = frozenset(
+    {"content-type", "cache-control", "etag", "last-modified", "content-language", "retry-after", "vary"}
 )
+BLOCKED_X_HEADERS = frozenset({"x-frame-options", "x-content-type-options", "x-xss-protection"})
+INFLIGHT_FULL = {
+    "route": "too many webhooks in flight for this route",
+    "owner": "too many webhooks in flight for this route's owner",
+}
+
+
+def relayable(name: str) -> bool:
+    """Whether a response header from the tunnel may reach the sender (lower-case `name`)."""
+    if name in RELAYED_RESPONSE_HEADERS:
+        return True
+    return name.startswith("x-") and name not in BLOCKED_X_HEADERS
 
 
 async def _plain(send: Any, scope: dict[str, Any], status: int, extra: dict[str, str] | None = None) -> None:
     body = HTTPStatus(status).phrase.encode()
-    await asgi_http.respond(send, scope, status, body, "text/plain; charset=utf-8", (extra or {}).items())
+    headers = [*SANDBOX_HEADERS, *(extra or {}).items()]
+    await asgi_http.respond(send, scope, status, body, "text/plain; charset=utf-8", headers)
 
 
 def _canonical(name: str) -> str:
     return "-".join(part.capitalize() for part in name.split("-"))
 
 
-def _rate_limited(scope: dict[str, Any], route_id: str) -> int:
-    """Global, then per client IP, then per route; returns the window to announce, or 0 when allowed."""
-    config = settings.GATEWAY
-    window = config.ingress_rate_window_seconds
-    for bucket, limit in (
-        ("ingress:global", config.ingress_global_limit_per_window),
-        (f"ingress:ip:{client_ip_from_scope(scope)}", config.ingress_ip_limit_per_window),
-        (f"ingress:route:{route_id}", config.ingress_route_limit_per_window),
-    ):
-        if not ratelimit.hit(bucket, limit, window):
-            return window
-    return 0
+def _allowed(bucket: str, limit: int) -> bool:
+    return ratelimit.hit(bucket, limit, settings.GATEWAY.ingress_rate_window_seconds)
+
+
+def _retry_after() -> dict[str, str]:
+    return {"Retry-After": str(settings.GATEWAY.ingress_rate_window_seconds)}
 
 
 def _scheme(scope: dict[str, Any]) -> str:
@@ -111,6 +106,13 @@ def request_frame(scope: dict[str, Any], route: services.IngressRoute, request_i
     }
 
 
+async def _inflight_full(send: Any, scope: dict[str, Any], share: str) -> None:
+    """429 with a JSON error: this route's or this owner's share of waiting webhooks is used up (decisions.md H3)."""
+    body = json.dumps({"error": INFLIGHT_FULL[share]}).encode()
+    headers = [*SANDBOX_HEADERS, ("Retry-After", "1")]
+    await asgi_http.respond(send, scope, 429, body, JSON_CONTENT_TYPE, headers)
+
+
 async def _relay(send: Any, scope: dict[str, Any], answer: dict[str, Any]) -> None:
     status = answer.get("status")
     status = int(status) if isinstance(status, int | float) and not isinstance(status, bool) else 200
@@ -131,18 +133,22 @@ async def _relay(send: Any, scope: dict[str, Any], answer: dict[str, Any]) -> No
             continue
         name, value = pair
         lowered = name.lower()
-        if not name.strip() or any(c in name + value for c in "\r\n") or lowered in DROPPED_RESPONSE_HEADERS:
+        if not name.strip() or any(c in name + value for c in "\r\n") or not relayable(lowered):
             continue
         chosen[lowered] = (name, value)
     content_type = chosen.pop("content-type", ("Content-Type", "text/plain; charset=utf-8"))[1]
-    await asgi_http.respond(send, scope, status, body, content_type, chosen.values())
+    await asgi_http.respond(send, scope, status, body, content_type, [*SANDBOX_HEADERS, *chosen.values()])
 
 
 async def ingress(scope: dict[str, Any], receive: Any, send: Any, route_id: str, route_token: str) -> None:
-    body = await asgi_http.read_body(receive)
-    window = _rate_limited(scope, route_id)
-    if window:
-        await _plain(send, scope, 429, {"Retry-After": str(window)})
+    """The order of checks of decisions.md H2: nothing is counted or stored for a malformed id, an unknown route or a
+    wrong token uses only the caller's IP budget, and no body is read before the route accepts its declared size."""
+    config = settings.GATEWAY
+    if not tokens.ROUTE_ID_RE.fullmatch(route_id) or not route_token or len(route_token) > MAX_TOKEN_LENGTH:
+        await _plain(send, scope, 404)
+        return
+    if not _allowed(f"ingress:ip:{client_ip_from_scope(scope)}", config.ingress_ip_limit_per_window):
+        await _plain(send, scope, 429, _retry_after())
         return
     try:
         snapshot = services.cached_snapshot(route_id)
@@ -152,20 +158,44 @@ async def ingress(scope: dict[str, Any], receive: Any, send: Any, route_id: str,
     except services.IngressRefused as refused:
         await _plain(send, scope, refused.status)
         return
-    holder = tunnels.holder(route.route_id)
+    if not _allowed(f"ingress:route:{route_id}", config.ingress_route_limit_per_window) or not _allowed(
+        "ingress:global", config.ingress_global_limit_per_window
+    ):
+        await _plain(send, scope, 429, _retry_after())
+        return
+    declared = asgi_http.header(scope, b"content-length") or ""
+    if declared.isdigit() and int(declared) > route.max_body_bytes:
+        await _plain(send, scope, 413)
+        return
+    holder = tunnels.holder(route.route_id) if route.active else None
     if holder is None:
         await _plain(send, scope, 503)
         return
-    declared = asgi_http.header(scope, b"content-length") or ""
-    if (declared.isdigit() and int(declared) > route.max_body_bytes) or len(body) > route.max_body_bytes:
+    body = await asgi_http.read_body_capped(receive, route.max_body_bytes)
+    if body is None:
         await _plain(send, scope, 413)
         return
-    services.ingress_mark_used_soon(route.route_id)
     request_id = "req_" + str(uuid.uuid4())[:12]
-    entry = inflight.add(request_id, route.device_id, holder.connection_id)
-    if entry is None:
-        await _plain(send, scope, 503)
+    try:
+        entry = inflight.add(
+            request_id,
+            route.device_id,
+            holder.connection_id,
+            route_id=route.route_id,
+            owner_uid=route.owner_uid,
+            route_limit=config.max_inflight_per_route,
+            owner_limit=config.max_inflight_per_owner,
+        )
+    except InflightFull as full:
+        if full.scope == "node":
+            await _plain(send, scope, 503)
+        else:
+            body_json = json.dumps({"error": INFLIGHT_FULL[full.scope]}).encode()
+            await asgi_http.respond(
+                send, scope, 429, body_json, JSON_CONTENT_TYPE, [*SANDBOX_HEADERS, ("Retry-After", "1")]
+            )
         return
+    services.ingress_mark_used_soon(route.route_id)
     if not await holder.send_frame(request_frame(scope, route, request_id, body)):
         inflight.pop(request_id)
         await _plain(send, scope, 503)

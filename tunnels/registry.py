@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-MAX_INFLIGHT = 1000
+MAX_INFLIGHT = 10_000  # process-wide safety net; the fair shares are per route and per owner (decisions.md H3)
 
 
 class TunnelSocket(Protocol):
@@ -77,36 +77,86 @@ class Inflight:
     device_id: str
     connection_id: str
     future: asyncio.Future[dict[str, Any]]
+    route_id: str = ""
+    owner_uid: str = ""
     started: float = field(default_factory=time.monotonic)
 
 
+class InflightFull(Exception):
+    """No slot for another webhook: `scope` is "route", "owner" or "node"."""
+
+    def __init__(self, scope: str) -> None:
+        super().__init__(scope)
+        self.scope = scope
+
+
 class InflightRequests:
+    """Webhooks waiting for their tunnel's answer, counted per route and per owner so that one silent tunnel cannot
+    take every slot (decisions.md H3)."""
+
     def __init__(self) -> None:
         self._by_id: dict[str, Inflight] = {}
+        self._per_route: dict[str, int] = {}
+        self._per_owner: dict[str, int] = {}
 
-    def add(self, request_id: str, device_id: str, connection_id: str) -> Inflight | None:
-        """Track a request sent down socket `connection_id`; None when MAX_INFLIGHT are already waiting."""
+    def add(
+        self,
+        request_id: str,
+        device_id: str,
+        connection_id: str,
+        *,
+        route_id: str = "",
+        owner_uid: str = "",
+        route_limit: int = MAX_INFLIGHT,
+        owner_limit: int = MAX_INFLIGHT,
+    ) -> Inflight:
+        """Track a request sent down socket `connection_id`; raises InflightFull when a share is used up."""
+        if self._per_route.get(route_id, 0) >= route_limit:
+            raise InflightFull("route")
+        if self._per_owner.get(owner_uid, 0) >= owner_limit:
+            raise InflightFull("owner")
         if len(self._by_id) >= MAX_INFLIGHT:
-            return None
-        entry = Inflight(request_id, device_id, connection_id, asyncio.get_running_loop().create_future())
+            raise InflightFull("node")
+        future = asyncio.get_running_loop().create_future()
+        entry = Inflight(request_id, device_id, connection_id, future, route_id, owner_uid)
         self._by_id[request_id] = entry
+        self._per_route[route_id] = self._per_route.get(route_id, 0) + 1
+        self._per_owner[owner_uid] = self._per_owner.get(owner_uid, 0) + 1
         return entry
 
     def get(self, request_id: str) -> Inflight | None:
         return self._by_id.get(request_id)
 
     def pop(self, request_id: str) -> Inflight | None:
-        return self._by_id.pop(request_id, None)
+        entry = self._by_id.pop(request_id, None)
+        if entry is not None:
+            _decrement(self._per_route, entry.route_id)
+            _decrement(self._per_owner, entry.owner_uid)
+        return entry
 
     def fail_connection(self, connection_id: str) -> None:
         """A tunnel socket went away: requests sent down it fail now instead of at their deadline."""
         for request_id, entry in list(self._by_id.items()):
             if entry.connection_id == connection_id and not entry.future.done():
                 entry.future.set_exception(ConnectionError("tunnel closed"))
-                self._by_id.pop(request_id, None)
+                self.pop(request_id)
+
+    def count_for_route(self, route_id: str) -> int:
+        return self._per_route.get(route_id, 0)
+
+    def count_for_owner(self, owner_uid: str) -> int:
+        return self._per_owner.get(owner_uid, 0)
 
     def count(self) -> int:
         return len(self._by_id)
+
+
+def _decrement(counts: dict[str, int], key: str) -> None:
+    left = counts.get(key, 0) - 1
+    if left > 0:
+        counts[key] = left
+    else:
+        counts.pop(key, None)
 
 
 tunnels = TunnelRegistry()

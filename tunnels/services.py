@@ -57,7 +57,7 @@ def rfc3339(value: datetime | None) -> str:
 
 
 def public_url(route_id: str, token: str) -> str:
-    base = settings.GATEWAY.public_base_url.rstrip("/") or "http://localhost:8080"
+    base = settings.GATEWAY.ingress_url.rstrip("/") or "http://localhost:8080"
     return f"{base}/integrations/{route_id}/{token}"
 
 
@@ -406,8 +406,10 @@ def routes_provisioned(route_ids: list[str]) -> None:
 class IngressRoute:
     route_id: str
     device_id: str
+    owner_uid: str
     deadline_ms: int
     max_body_bytes: int
+    active: bool
 
 
 class IngressRefused(Exception):
@@ -449,6 +451,7 @@ def load_snapshot(route_id: str) -> dict[str, Any]:
         snapshot = {
             "route_id": route.route_id,
             "device_id": route.device_id,
+            "owner_uid": route.owner_uid,
             "status": route.status,
             "token_hash": route.token_hash,
             "previous_token_hash": route.previous_token_hash,
@@ -464,7 +467,8 @@ def load_snapshot(route_id: str) -> dict[str, Any]:
 
 
 def ingress_check(snapshot: dict[str, Any], token: str) -> IngressRoute:
-    """Steps 2-6: the route, its token (constant time, current or previous in grace), expiry and status."""
+    """Steps 3-5 of docs/protocol/tunnels.md §4: the route, its token (constant time, current or previous in grace),
+    and the token's expiry. Whether the route is active is checked later (step 9)."""
     if not snapshot or not token:
         raise IngressRefused(404)
     presented = tokens.token_hash(token)
@@ -479,10 +483,13 @@ def ingress_check(snapshot: dict[str, Any], token: str) -> IngressRoute:
         raise IngressRefused(404)
     if now > snapshot["token_expires_at"]:
         raise IngressRefused(404)
-    if snapshot["status"] != IntegrationRoute.ACTIVE:
-        raise IngressRefused(503)
     return IngressRoute(
-        snapshot["route_id"], snapshot["device_id"], snapshot["deadline_ms"], snapshot["max_body_bytes"]
+        snapshot["route_id"],
+        snapshot["device_id"],
+        snapshot["owner_uid"],
+        snapshot["deadline_ms"],
+        snapshot["max_body_bytes"],
+        snapshot["status"] == IntegrationRoute.ACTIVE,
     )
 
 

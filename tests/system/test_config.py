@@ -281,3 +281,35 @@ def test_public_base_url_must_be_http_or_https():
 def test_secrets_are_not_in_the_repr():
     text = repr(config(TRANSPORT_TOKEN_SECRET="transport-secret-value"))
     assert KEY not in text and "transport-secret-value" not in text
+
+
+def test_resource_caps_default_to_decisions_h3():
+    loaded = config()
+    assert (loaded.max_sessions_per_device, loaded.max_streams_per_user, loaded.max_pending_invites_per_device) == (
+        100,
+        32,
+        50,
+    )
+    assert (loaded.max_inflight_per_route, loaded.max_inflight_per_owner) == (64, 256)
+    assert (loaded.session_backlog_bytes, loaded.stream_buffer_bytes) == (8 * 1024 * 1024, 4 * 1024 * 1024)
+    assert config(MAX_STREAMS_PER_USER="0").max_streams_per_user == 1  # clamped
+    assert config(MAX_INFLIGHT_PER_ROUTE="junk").max_inflight_per_route == 64
+
+
+def test_ingress_base_url_gives_webhooks_a_host_of_their_own():
+    loaded = config(INGRESS_BASE_URL="https://Hooks.Example.com/", PUBLIC_BASE_URL="https://gw.example.com")
+    assert (loaded.ingress_url, loaded.ingress_host) == ("https://Hooks.Example.com", "hooks.example.com")
+    assert (config().ingress_url, config().ingress_host) == ("http://localhost:8080", "")
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("ftp://hooks.example.com", "INGRESS_BASE_URL must be an http:// or https:// origin"),
+        ("https://hooks.example.com/path", "INGRESS_BASE_URL must be an http:// or https:// origin"),
+        ("https://", "INGRESS_BASE_URL must be an http:// or https:// origin"),
+        ("http://localhost:9000", "INGRESS_BASE_URL must name a host other than PUBLIC_BASE_URL's"),
+    ],
+)
+def test_a_bad_ingress_base_url_stops_start_up(value, message):
+    assert error_of(JWT_SIGNING_KEY=KEY, INGRESS_BASE_URL=value).startswith(message)

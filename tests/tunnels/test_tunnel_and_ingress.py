@@ -9,7 +9,7 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from gateway_site.asgi import application
-from tests.relay_helpers import TunnelSocket, bearer, http_client, register, token_for
+from tests.relay_helpers import TunnelSocket, bearer, register, token_for
 from tunnels.models import IntegrationRoute
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -25,13 +25,6 @@ async def new_route(http, **body) -> dict:
     )
     assert response.status_code == 201, response.text
     return response.json()
-
-
-@pytest.fixture
-async def setup():
-    await sync_to_async(register)(DEVICE, "owner-1")
-    async with http_client(application) as http:
-        yield http
 
 
 async def connect(device=DEVICE, token=OWNER) -> TunnelSocket:
