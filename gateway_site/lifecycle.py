@@ -30,6 +30,8 @@ from typing import Any, Protocol
 
 from django.conf import settings
 
+from gateway_site import transport
+
 logger = logging.getLogger("gateway")
 
 SHUTDOWN_MESSAGE = {"type": "gateway.shutdown"}
@@ -172,6 +174,9 @@ class LifecycleMiddleware:
         if scope["type"] == "lifespan":
             await _lifespan(receive, send)
             return
+        if scope["type"] == "http" and scope.get("path", "").endswith("/events"):
+            # Event streams watch what the server buffers for them (gateway_site.transport).
+            scope = {**scope, transport.SCOPE_KEY: transport.probe_for(send)}
         await self.app(scope, receive, send)
 
 

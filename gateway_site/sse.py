@@ -14,10 +14,12 @@ from typing import Any
 
 from channels.exceptions import StopConsumer
 from channels.generic.http import AsyncHttpConsumer
+from django.conf import settings
 
 from gateway_site.asgi_http import cors_headers
-from gateway_site.errors import ApiError, FrameworkError
+from gateway_site.errors import ApiError, FrameworkError, TooManyRequests
 from gateway_site.lifecycle import lifecycle
+from gateway_site.transport import SCOPE_KEY
 
 logger = logging.getLogger("gateway.sse")
 
@@ -44,10 +46,43 @@ def comment_bytes(text: str) -> bytes:
     return f":{text}\n\n".encode()
 
 
+class OpenStreams:
+    """Event streams open in this process, per user, for MAX_STREAMS_PER_USER (decisions.md H3)."""
+
+    def __init__(self) -> None:
+        self._per_user: dict[str, int] = {}
+
+    def admit(self, uid: str, limit: int) -> None:
+        if self._per_user.get(uid, 0) >= limit:
+            raise TooManyRequests("too many open streams", max_streams=limit)
+        self._per_user[uid] = self._per_user.get(uid, 0) + 1
+
+    def release(self, uid: str) -> None:
+        left = self._per_user.get(uid, 0) - 1
+        if left > 0:
+            self._per_user[uid] = left
+        else:
+            self._per_user.pop(uid, None)
+
+    def count(self, uid: str) -> int:
+        return self._per_user.get(uid, 0)
+
+
+open_streams = OpenStreams()
+
+
 class SseConsumer(AsyncHttpConsumer):
-    """Subclasses implement `open_stream()` (authenticate, send the first bytes, join groups) and may add tasks."""
+    """Subclasses implement `open_stream()` (authenticate, send the first bytes, join groups) and may add tasks.
+
+    What one reader may hold is bounded (decisions.md H3): the bytes a subclass has queued (`queued_bytes`) plus what
+    the server still buffers for the connection (gateway_site.transport) stay under STREAM_BUFFER_BYTES, or the
+    reader is cut: its connection is aborted, which frees the server's buffer too.
+    """
 
     streaming = False
+    stream_owner = ""
+    queued_bytes = 0
+    cut = False
 
     async def http_request(self, message: dict[str, Any]) -> None:
         if message.get("more_body"):
@@ -68,18 +103,56 @@ class SseConsumer(AsyncHttpConsumer):
         headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.items()]
         await self.send_response(exc.status, response.content, headers=headers + cors_headers(self.scope))
 
-    async def start_stream(self) -> None:
+    async def start_stream(self, uid: str) -> None:
+        """Count the stream against `uid`'s cap (429 before any byte when over it), then send the headers."""
+        open_streams.admit(uid, settings.GATEWAY.max_streams_per_user)
+        self.stream_owner = uid
         # Streams are served ahead of Django, so they add the CORS headers its middleware would (docs/protocol/config.md
         # §7).
         await self.send_headers(status=200, headers=SSE_HEADERS + cors_headers(self.scope))
         self.streaming = True
         lifecycle.track(self)
 
+    def buffered_bytes(self) -> int:
+        """What this reader holds: bytes queued by the stream plus bytes the server has not yet sent."""
+        probe = self.scope.get(SCOPE_KEY)
+        return self.queued_bytes + (probe.pending() if probe is not None else 0)
+
+    def over_budget(self, extra: int = 0) -> bool:
+        return self.buffered_bytes() + extra > settings.GATEWAY.stream_buffer_bytes
+
+    def cut_slow_reader(self) -> None:
+        """Drop a reader over its budget: abort its connection (freeing the server's buffer) and stop the stream."""
+        if self.cut:
+            return
+        self.cut = True
+        logger.info(
+            "slow stream reader cut",
+            extra={"fields": {"path": self.scope.get("path", ""), "buffered_bytes": self.buffered_bytes()}},
+        )
+        probe = self.scope.get(SCOPE_KEY)
+        if probe is not None:
+            with contextlib.suppress(Exception):
+                probe.abort()
+        asyncio.ensure_future(self.channel_layer.send(self.channel_name, {"type": "gateway.stream_cut"}))
+
+    async def gateway_stream_cut(self, message: dict[str, Any]) -> None:
+        self.streaming = False  # nothing more is written to an aborted connection
+        await self._finish()
+
     async def gateway_shutdown(self, message: dict[str, Any]) -> None:
         """The process is stopping (gateway_site.lifecycle): end the stream; clients reconnect with Last-Event-ID."""
         await self.end_stream()
 
     async def write(self, data: bytes) -> None:
+        """Send `data`, unless the reader still holds more than its budget of what was sent before (a server
+        without back-pressure, Daphne, buffers all we hand it): then it is cut. So at most the budget plus one
+        write is ever buffered for a reader."""
+        if self.cut:
+            return
+        if self.over_budget():
+            self.cut_slow_reader()
+            return
         await self.send_body(data, more_body=True)
 
     async def end_stream(self, last: bytes = b"") -> None:
@@ -95,6 +168,9 @@ class SseConsumer(AsyncHttpConsumer):
 
     async def disconnect(self) -> None:
         lifecycle.untrack(self)
+        if self.stream_owner:
+            open_streams.release(self.stream_owner)
+            self.stream_owner = ""
         for task in getattr(self, "_tasks", []):
             task.cancel()
         await self.leave_groups()

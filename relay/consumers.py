@@ -246,7 +246,7 @@ class DeviceEventsConsumer(SseConsumer):
         self.expiry_timer: asyncio.Task[None] | None = None
         self.expiry_at = 0
         await self.join_group(user_group(self.principal.uid))
-        await self.start_stream()
+        await self.start_stream(self.principal.uid)
         await self.write(comment_bytes("connected"))
         await self._wake(initial=True)
         self.start_task(self._ticker())
@@ -324,12 +324,12 @@ class SessionEventsConsumer(SseConsumer):
         self.last_sent = 0
         streams.add(session_id, self)
         await self.join_group(user_group(principal.uid))
-        await self.start_stream()
+        await self.start_stream(principal.uid)
         await self.write(comment_bytes("connected"))
         replay = sessions.sessions.events_after(session_id, _last_event_id(self.scope))
-        if replay:
-            await self.write(b"".join(event_bytes(name, data, str(i)) for i, name, data in replay))
-            self.last_sent = replay[-1][0]
+        for event_id, name, data in replay:  # one write per event: the reader's budget is checked between them
+            await self.write(event_bytes(name, data, str(event_id)))
+            self.last_sent = event_id
         self.start_task(self._pump())
         self.start_task(self._heartbeat())
 
@@ -339,11 +339,19 @@ class SessionEventsConsumer(SseConsumer):
 
     # Called by publishers in this process (relay.delivery); never blocks.
     def offer(self, event_id: int, name: str, data: str) -> None:
+        if self.cut:
+            return
+        size = len(name) + len(data)
+        if self.buffered_bytes() and self.over_budget(size):  # one event is always let through to an idle reader
+            self.cut_slow_reader()
+            return
         try:
             self.queue.put_nowait(("event", event_id, name, data))
         except asyncio.QueueFull:
             logger.info("slow session stream evicted", extra={"fields": {"session_id": self.session_id}})
             self._stop_soon()
+            return
+        self.queued_bytes += size
 
     def end(self, reason: str | None) -> None:
         with contextlib.suppress(asyncio.QueueFull):
@@ -359,6 +367,7 @@ class SessionEventsConsumer(SseConsumer):
             item = await self.queue.get()
             if item[0] == "event":
                 _, event_id, name, data = item
+                self.queued_bytes -= len(name) + len(data)
                 if event_id > self.last_sent:
                     self.last_sent = event_id
                     await self.write(event_bytes(name, data, str(event_id)))

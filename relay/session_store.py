@@ -22,6 +22,10 @@ SESSION_SAFETY_TTL = 30 * 86400  # sessions are swept after 24 h idle; this only
 Session = dict[str, Any]
 
 
+class SessionLimit(Exception):
+    """The device already holds as many sessions as it may (decisions.md H3)."""
+
+
 class SessionStore:
     _lock = threading.RLock()
 
@@ -38,16 +42,23 @@ class SessionStore:
         record = self.cache.get(self._key(session_id))
         return record if isinstance(record, dict) else None
 
-    def create(self, record: Session) -> tuple[Session, bool]:
-        """Store `record` unless a session with its id exists; returns (the stored record, created)."""
+    def create(self, record: Session, *, per_device_limit: int | None = None) -> tuple[Session, bool]:
+        """Store `record` unless a session with its id exists; returns (the stored record, created).
+
+        Raises SessionLimit when the device already has `per_device_limit` sessions (checked under the same lock,
+        so concurrent creates cannot overshoot it).
+        """
         session_id = record["session_id"]
         with self._lock:  # add + index update must be one step
-            if not self.cache.add(self._key(session_id), record, timeout=SESSION_SAFETY_TTL):
-                existing = self.get(session_id)
-                if existing is not None:
-                    return existing, False
-                self.cache.set(self._key(session_id), record, timeout=SESSION_SAFETY_TTL)
+            existing = self.get(session_id)
+            if existing is not None:
+                return existing, False
             index = self.cache.get("sessions:index") or {}
+            if per_device_limit is not None:
+                on_device = sum(1 for device_id in index.values() if device_id == record["device_id"])
+                if on_device >= per_device_limit:
+                    raise SessionLimit(record["device_id"])
+            self.cache.set(self._key(session_id), record, timeout=SESSION_SAFETY_TTL)
             index[session_id] = record["device_id"]
             self.cache.set("sessions:index", index, timeout=None)
         return record, True
@@ -72,8 +83,9 @@ class SessionStore:
             index = self.cache.get("sessions:index") or {}
             if index.pop(session_id, None) is not None:
                 self.cache.set("sessions:index", index, timeout=None)
-            ids = self.cache.get(self._events_key(session_id)) or []
-            self.cache.delete_many([self._event_key(session_id, i) for i in ids] + [self._events_key(session_id)])
+            entries = self.cache.get(self._events_key(session_id)) or []
+            keys = [self._event_key(session_id, i) for i, _ in entries]
+            self.cache.delete_many([*keys, self._events_key(session_id)])
         return record
 
     def all_ids(self) -> dict[str, str]:
@@ -104,23 +116,34 @@ class SessionStore:
             return 1
         return int(self.cache.incr("events:counter"))
 
-    def append_event(self, session_id: str, name: str, data: str) -> int:
-        """Store one event (SSE name and JSON text) in the session's backlog, keeping the newest 1000."""
+    def append_event(self, session_id: str, name: str, data: str, *, max_bytes: int | None = None) -> int:
+        """Store one event (SSE name and JSON text) in the session's backlog, keeping the newest 1000 and, with
+        `max_bytes`, no more than that many bytes of event data: the oldest events are dropped first, and the newest
+        is always kept (decisions.md H3)."""
+        size = len(name) + len(data.encode("utf-8"))
         with self._lock:  # the id order and the backlog order must agree
             event_id = self._next_event_id()
-            ids: list[int] = self.cache.get(self._events_key(session_id)) or []
-            ids.append(event_id)
-            dropped = ids[:-BACKLOG_LIMIT]
-            ids = ids[-BACKLOG_LIMIT:]
+            entries: list[tuple[int, int]] = self.cache.get(self._events_key(session_id)) or []
+            entries.append((event_id, size))
+            keep = len(entries) - BACKLOG_LIMIT if len(entries) > BACKLOG_LIMIT else 0
+            if max_bytes is not None:
+                total = sum(s for _, s in entries[keep:])
+                while total > max_bytes and keep < len(entries) - 1:
+                    total -= entries[keep][1]
+                    keep += 1
+            dropped, entries = entries[:keep], entries[keep:]
             self.cache.set(self._event_key(session_id, event_id), (name, data), timeout=SESSION_SAFETY_TTL)
-            self.cache.set(self._events_key(session_id), ids, timeout=SESSION_SAFETY_TTL)
+            self.cache.set(self._events_key(session_id), entries, timeout=SESSION_SAFETY_TTL)
             if dropped:
-                self.cache.delete_many([self._event_key(session_id, i) for i in dropped])
+                self.cache.delete_many([self._event_key(session_id, i) for i, _ in dropped])
         return event_id
+
+    def backlog_bytes(self, session_id: str) -> int:
+        return sum(size for _, size in self.cache.get(self._events_key(session_id)) or [])
 
     def events_after(self, session_id: str, after: int) -> list[tuple[int, str, str]]:
         """Backlog events with an id greater than `after`, oldest first: (id, name, data)."""
-        ids = [i for i in (self.cache.get(self._events_key(session_id)) or []) if i > after]
+        ids = [i for i, _ in (self.cache.get(self._events_key(session_id)) or []) if i > after]
         found = self.cache.get_many([self._event_key(session_id, i) for i in ids])
         out = []
         for event_id in ids:

@@ -17,11 +17,11 @@ from typing import Any
 from django.conf import settings
 
 from gateway_site.auth import Principal
-from gateway_site.errors import ApiError, BadRequest, Conflict, Forbidden, NotFound
+from gateway_site.errors import ApiError, BadRequest, Conflict, Forbidden, NotFound, TooManyRequests
 from gateway_site.ids import is_valid_id, validate_id
 from relay import crypto, envelope
 from relay.models import Device
-from relay.session_store import Session, sessions
+from relay.session_store import Session, SessionLimit, sessions
 from relay.stores import presence
 from relay.transport import rfc3339
 from shares import permissions
@@ -148,7 +148,11 @@ def client_init_session(*, principal: Principal, session_id: str, init: ClientIn
         "created_at": now,
         "updated_at": now,
     }
-    stored, created = sessions.create(record)
+    limit = settings.GATEWAY.max_sessions_per_device
+    try:
+        stored, created = sessions.create(record, per_device_limit=limit)
+    except SessionLimit:
+        raise TooManyRequests("too many sessions for this device", max_sessions=limit) from None
     if created:
         return stored
 
@@ -681,7 +685,7 @@ def _ack_failed(session_id: str, out: dict[str, Any], message: str) -> FrameOutc
 
 def store_event(event: tuple[str, str, str]) -> int:
     session_id, name, data = event
-    return sessions.append_event(session_id, name, data)
+    return sessions.append_event(session_id, name, data, max_bytes=settings.GATEWAY.session_backlog_bytes)
 
 
 def pending_sessions(device_id: str) -> list[Session]:

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import transaction
 
 from gateway_site.auth import Principal
-from gateway_site.errors import BadRequest, Conflict, Forbidden, Gone, NotFound
+from gateway_site.errors import BadRequest, Conflict, Forbidden, Gone, NotFound, TooManyRequests
 from gateway_site.ids import canonical_email, validate_id
 from relay.models import Device
 from shares import permissions
@@ -93,6 +93,9 @@ def invite_create(*, principal: Principal, body: dict[str, Any]) -> Invite:
         existing = Grant.objects.filter(device=device, grantee_email=email, status__in=[Grant.PENDING, Grant.ACTIVE])
         if any(permissions.effective_status(g, now) in (Grant.PENDING, Grant.ACTIVE) for g in existing):
             raise Conflict("an active or pending grant already exists for this email and device")
+        pending = Grant.objects.filter(device=device, status=Grant.PENDING, invite_token_expires_at__gt=now).count()
+        if pending >= settings.GATEWAY.max_pending_invites_per_device:  # decisions.md H3
+            raise TooManyRequests("too many pending invites for this device")
         token = secrets.token_urlsafe(32)
         grant = Grant.objects.create(
             grant_id="gr_" + secrets.token_hex(16),
