@@ -1,4 +1,4 @@
-"""ASGI body limit in front of everything: bodies over the cap get the framework 413 before Django reads them.
+"""ASGI body limit in front of everything: bodies over the cap get the framework 413, counted as they are read.
 
 Django would otherwise spool any size and then answer 400 (docs/platform-notes.md §6). A declared Content-Length over
 the cap is refused at once; a chunked body is counted as it arrives. Under uvicorn this stops the upload early; Daphne
@@ -36,32 +36,30 @@ class BodyLimitMiddleware:
         if declared is not None and declared > limit:
             await _send_413(send, plain=ingress)
             return
-        # Read the body here (bounded), then replay it to the application as one message.
-        chunks: list[bytes] = []
+        # Count the body as the application reads it: nothing is buffered here, and an application that answers
+        # without reading (webhook ingress for an unknown route) never pulls the body at all. Past the limit the
+        # client gets the 413 and the application sees a disconnect (Django then gives up on the request).
         size = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                # The client went away before finishing its body: nothing to answer.
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                await _send_413(send, plain=ingress)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        replayed = False
+        refused = False
 
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-            return await receive()
+        async def counted() -> Message:
+            nonlocal size, refused
+            if refused:
+                return {"type": "http.disconnect"}
+            message: Message = await receive()
+            if message["type"] == "http.request":
+                size += len(message.get("body", b""))
+                if size > limit:
+                    refused = True
+                    await _send_413(send, plain=ingress)
+                    return {"type": "http.disconnect"}
+            return message
 
-        await self.app(scope, replay, send)
+        async def guarded(message: Message) -> None:
+            if not refused:
+                await send(message)
+
+        await self.app(scope, counted, guarded)
 
 
 def _content_length(scope: Scope) -> int | None:

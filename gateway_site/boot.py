@@ -75,6 +75,9 @@ def start() -> None:
         if errors:
             raise errors[0]
     _init_identity_verifier()
+    from gateway_site import housekeeping
+
+    housekeeping.start()
     logger.info(
         "gateway startup",
         extra={

@@ -85,6 +85,17 @@ class BoundedStore:
             self._entries[key] = (entry[0], count)  # keeps its place: the expiry order does not change
             return count
 
+    def purge(self) -> None:
+        """Drop every expired entry now (the housekeeping thread calls this when no writes come to do it)."""
+        with self._lock:
+            now = self._clock()
+            entries = self._entries
+            while entries:
+                key, (expires, _) = next(iter(entries.items()))
+                if expires > now:
+                    break
+                del entries[key]
+
     def delete(self, key: str) -> None:
         with self._lock:
             self._entries.pop(key, None)
@@ -105,6 +116,11 @@ def bounded_store(name: str, *, ttl: float, max_entries: int) -> BoundedStore:
         if store is None:
             store = _stores[(name, ttl)] = BoundedStore(name, ttl=ttl, max_entries=max_entries)
         return store
+
+
+def purge_all() -> None:
+    for store in list(_stores.values()):
+        store.purge()
 
 
 def clear_all() -> None:

@@ -55,6 +55,7 @@ class HotPaths:
             match = ingress.PATH.match(path)
             if match:
                 return await ingress.ingress(scope, receive, send, match.group(1), match.group(2))
+            return await ingress.not_found(scope, send)  # any other shape: 404 without reading the body
         return await self.fallback(scope, receive, send)
 
 

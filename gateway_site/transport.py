@@ -47,7 +47,14 @@ class TwistedProbe:
         return buffered + int(getattr(transport, "_tempDataLen", 0))
 
     def abort(self) -> None:
-        self.transport.abortConnection()
+        transport = self.transport
+        transport.abortConnection()
+        # Twisted keeps the unsent bytes on the transport object after an abort, until the object itself goes;
+        # drop them now, so the memory a stalled reader held is free at once.
+        transport.dataBuffer = b""
+        transport.offset = 0
+        transport._tempDataBuffer = []
+        transport._tempDataLen = 0
 
 
 def probe_for(send: Any) -> TransportProbe | None:

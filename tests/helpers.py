@@ -138,6 +138,21 @@ def daphne_server(**env_overrides: str) -> Iterator[LiveServer]:
         yield server
 
 
+PROCFILE_COMMAND = (ROOT / "Procfile").read_text().split("web:", 1)[1].strip()
+
+
+@contextmanager
+def procfile_server(**env_overrides: str) -> Iterator[LiveServer]:
+    """The production command exactly as the Procfile has it, but listening on loopback only."""
+    port = free_port()
+    env = clean_env(PORT=str(port), **env_overrides)
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    command = PROCFILE_COMMAND.replace("interface=0.0.0.0", "interface=127.0.0.1")
+    with server_process(["bash", "-c", f"exec {command}"], port=port, env=env) as server:
+        yield server
+
+
 @contextmanager
 def uvicorn_server(**env_overrides: str) -> Iterator[LiveServer]:
     """Run the gateway under uvicorn on a free loopback port; always stopped on exit."""

@@ -44,6 +44,10 @@ INFLIGHT_FULL = {
 }
 
 
+async def not_found(scope: dict[str, Any], send: Any) -> None:
+    await _plain(send, scope, 404)
+
+
 def relayable(name: str) -> bool:
     """Whether a response header from the tunnel may reach the sender (lower-case `name`)."""
     if name in RELAYED_RESPONSE_HEADERS:

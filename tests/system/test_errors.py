@@ -83,23 +83,27 @@ async def _call(app, messages, headers=()):
     return sent
 
 
-async def test_chunked_body_over_the_limit_is_cut_off():
-    called = []
+async def test_chunked_body_over_the_limit_is_cut_off_as_it_is_read():
+    seen = []
 
     async def inner(scope, receive, send):
-        called.append(True)
+        for _ in range(3):
+            seen.append((await receive())["type"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})  # too late: swallowed
 
     chunk = {"type": "http.request", "body": b"x" * 600, "more_body": True}
     sent = await _call(BodyLimitMiddleware(inner, 1000), [chunk, chunk, chunk])
-    assert not called
+    assert seen == ["http.request", "http.disconnect", "http.disconnect"]  # the app learns the request is gone
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
     assert sent[0]["status"] == 413
     assert sent[1]["body"] == b'{"error":"Request Entity Too Large","code":413}'
 
 
-async def test_chunked_body_within_the_limit_is_replayed_whole_then_disconnect_passes():
+async def test_a_body_within_the_limit_passes_as_it_arrives_and_an_unread_body_is_never_pulled():
     seen = []
 
     async def inner(scope, receive, send):
+        seen.append(await receive())
         seen.append(await receive())
         seen.append(await receive())
 
@@ -108,7 +112,21 @@ async def test_chunked_body_within_the_limit_is_replayed_whole_then_disconnect_p
         {"type": "http.request", "body": b"cd", "more_body": False},
     ]
     await _call(BodyLimitMiddleware(inner, 1000), chunks)
-    assert seen == [
-        {"type": "http.request", "body": b"abcd", "more_body": False},
-        {"type": "http.disconnect"},
-    ]
+    assert seen == [*chunks, {"type": "http.disconnect"}]
+    reads = []
+
+    async def receive():
+        reads.append(True)
+        return {"type": "http.request", "body": b"x" * 999}
+
+    async def answers_without_reading(scope, receive, send):
+        await send({"type": "http.response.start", "status": 404, "headers": []})
+
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/", "headers": []}
+    await BodyLimitMiddleware(answers_without_reading, 1000)(scope, receive, send)
+    assert reads == [] and sent[0]["status"] == 404

@@ -13,11 +13,10 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from tests.helpers import ROOT, clean_env, free_port, server_process
+from tests.helpers import PROCFILE_COMMAND, ROOT, clean_env, free_port, server_process
 from tests.oauth_helpers import pkce_pair
 from tests.relay_helpers import KEY_B64
 
-PROCFILE_COMMAND = (ROOT / "Procfile").read_text().split("web:", 1)[1].strip()
 UVICORN_COMMAND = (
     "uvicorn --host 0.0.0.0 --port ${PORT:-8080} --no-access-log --timeout-graceful-shutdown 20 "
     "gateway_site.asgi:application"
