@@ -6,6 +6,7 @@ peer. Trusting the header is only safe when the gateway is reachable through the
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -14,7 +15,18 @@ from django.http import HttpRequest
 
 
 def from_header_value(value: str) -> str:
-    return value.split(",", 1)[0].strip()
+    return normalise(value.split(",", 1)[0].strip())
+
+
+def normalise(text: str) -> str:
+    """An address in its canonical form; anything else (a caller can put any text in a proxy header) becomes
+    `invalid`, so it never names a rate-limit bucket of its own or reaches a log line raw."""
+    if not text:
+        return ""
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return "invalid"
 
 
 def client_ip_from_scope(scope: Mapping[str, Any]) -> str:
