@@ -13,6 +13,7 @@ from typing import Any
 
 from django.conf import settings
 
+from gateway_site import safejson
 from gateway_site.errors import JSON_CONTENT_TYPE, ApiError
 
 Headers = list[tuple[bytes, bytes]]
@@ -111,8 +112,8 @@ def json_object(scope: Mapping[str, Any], body: bytes, error: ApiError) -> dict[
     if content_type != "application/json":
         raise error
     try:
-        data = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+        data = safejson.loads(body)
+    except safejson.InvalidJson:
         raise error from None
     if data is None:
         return {}

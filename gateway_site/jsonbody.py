@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django.http import HttpRequest
 
+from gateway_site import safejson
 from gateway_site.errors import BadRequest
 
 
@@ -19,8 +19,8 @@ def json_object(request: HttpRequest, error: str) -> dict[str, Any]:
     if content_type != "application/json":
         raise BadRequest(error)
     try:
-        data = json.loads(request.body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+        data = safejson.loads(request.body)
+    except safejson.InvalidJson:
         raise BadRequest(error) from None
     if data is None:
         return {}

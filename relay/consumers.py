@@ -13,7 +13,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from gateway_site import asgi_http
+from gateway_site import asgi_http, safejson
 from gateway_site.auth import Principal, check_scopes, principal_from_scope, refuse_websocket
 from gateway_site.errors import ApiError, Forbidden, FrameworkError
 from gateway_site.lifecycle import CLOSE_SERVICE_RESTART, lifecycle
@@ -121,8 +121,8 @@ class AgentConsumer(AsyncWebsocketConsumer):
             await self.close(code=1009)
             return
         try:
-            frame = json.loads(raw)
-        except ValueError:
+            frame = safejson.loads(raw)
+        except safejson.InvalidJson:
             frame = None
         if not isinstance(frame, dict):
             await self.send_frame({"type": "agent.error", "error": "invalid_json"})
@@ -422,4 +422,5 @@ def _last_event_id(scope: dict[str, Any]) -> int:
     if value is None:
         return 0
     text = value.strip()
-    return int(text) if text.isascii() and text.isdigit() else 0
+    # decisions.md H9: only a decimal of at most 19 digits counts; anything else is as if absent.
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 19 else 0

@@ -14,7 +14,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from gateway_site import asgi_http
+from gateway_site import asgi_http, safejson
 from gateway_site.auth import Principal, check_scopes, principal_from_scope, refuse_websocket
 from gateway_site.errors import ApiError, FrameworkError, TooManyRequests
 from gateway_site.lifecycle import CLOSE_SERVICE_RESTART, lifecycle
@@ -93,8 +93,8 @@ class TunnelConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         raw = text_data if text_data is not None else (bytes_data or b"").decode("utf-8", "replace")
         try:
-            frame = json.loads(raw)
-        except ValueError:
+            frame = safejson.loads(raw)
+        except safejson.InvalidJson:
             frame = None
         if not isinstance(frame, dict) or not isinstance(frame.get("type", ""), str):
             await self.send_frame({"type": "tunnel.error", "error": "invalid_json"})

@@ -285,10 +285,14 @@ class Rotation:
 
 
 def grace_from(body: dict[str, Any] | None) -> int:
-    """`grace_seconds` 0-1800 (default 300); an unparsable body counts as empty (docs/protocol/tunnels.md §2.5)."""
+    """`grace_seconds` 0-1800 (default 300 when absent); an unparsable body counts as empty
+    (docs/protocol/tunnels.md §2.5), but a present, ill-typed `grace_seconds` is refused."""
     value = (body or {}).get("grace_seconds")
-    if value is None or isinstance(value, bool) or not isinstance(value, int):
+    if value is None:
         return 300
+    if isinstance(value, bool) or not isinstance(value, int):
+        # "0" from someone rotating a leaked token must not silently mean the default 300 s of grace.
+        raise invalid("grace_seconds must be an integer between 0 and 1800")
     if not 0 <= value <= 1800:
         raise invalid("grace_seconds must be between 0 and 1800")
     return value

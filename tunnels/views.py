@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -10,6 +9,7 @@ from asgiref.sync import async_to_sync
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from gateway_site import safejson
 from gateway_site.errors import BadRequest, json_response
 from gateway_site.operator import verify_operator_token
 from gateway_site.views import api_view
@@ -26,8 +26,8 @@ def _principal(request: HttpRequest) -> Any:
 def _body(request: HttpRequest) -> dict[str, Any]:
     content_type = request.META.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
     try:
-        data = json.loads(request.body.decode("utf-8")) if request.body else None
-    except (UnicodeDecodeError, ValueError):
+        data = safejson.loads(request.body) if request.body else None
+    except safejson.InvalidJson:
         raise services.invalid("Invalid request body") from None
     if content_type not in ("application/json", "") or not isinstance(data, dict):
         raise services.invalid("Invalid request body")
@@ -79,8 +79,8 @@ def route_detail(request: HttpRequest, route_id: str) -> HttpResponse:
 def rotate_token(request: HttpRequest, route_id: str) -> HttpResponse:
     services.validate_route_id(route_id)
     try:
-        body = json.loads(request.body.decode("utf-8")) if request.body else None
-    except (UnicodeDecodeError, ValueError):
+        body = safejson.loads(request.body) if request.body else None
+    except safejson.InvalidJson:
         body = None  # an unparsable body counts as empty (docs/protocol/tunnels.md §2.5)
     grace = services.grace_from(body if isinstance(body, dict) else None)
     rotation = services.route_token_rotate(principal=_principal(request), route_id=route_id, grace_seconds=grace)

@@ -150,7 +150,9 @@ async def test_frames_that_get_no_answer(device, frame):
     await socket.close()
 
 
-@pytest.mark.parametrize("text", ["not json", "[1,2]", '"x"', "{", ""])
+@pytest.mark.parametrize(
+    "text", ["not json", "[1,2]", '"x"', "{", "", "[" * 100_000 + "]" * 100_000, "[" * 65 + "]" * 65]
+)
 async def test_invalid_json_is_answered(device, text):
     socket = AgentSocket(application, OWNER, DEVICE)
     await socket.open()

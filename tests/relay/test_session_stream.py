@@ -323,6 +323,17 @@ async def test_a_non_ascii_last_event_id_replays_everything(live):
     await stream.close()
 
 
+async def test_a_5000_digit_last_event_id_is_treated_as_absent(live):
+    _, _, _, session = live
+    stream, status = await open_stream(session.session_id, Last_Event_ID="9" * 5000)
+    assert status == 200
+    assert b"session.handshake.ack" in await stream.read_until(b"}\n\n")  # the whole backlog, no crash
+    await stream.close()
+    from relay.registry import streams
+
+    assert streams.of(session.session_id) == []  # nothing left registered
+
+
 async def test_head_on_a_stream_is_405(live):
     http, _, _, session = live
     response = await http.head(f"/gateway/v1/sessions/{session.session_id}/events", headers=bearer(OWNER))

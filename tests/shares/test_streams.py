@@ -64,7 +64,7 @@ async def test_grant_expiry_removes_the_device_without_any_event(client):
     stream = Stream(application, PATH, BOB)
     await stream.open()
     await stream.read_until(b"}\n\n")
-    (dropped,) = events(await stream.read_until(b"}\n\n", timeout=5))  # well before the 30 s tick
+    (dropped,) = events(await stream.read_until(b"}\n\n", timeout=10))  # well before the 30 s tick
     assert dropped["deviceId"] == DEVICE and dropped["status"] == "offline" and dropped["at"]
     await stream.close()
 

@@ -363,6 +363,13 @@ def test_rotation_errors(client, device):
         400,
         {"error": {"code": "invalid_request", "message": "grace_seconds must be between 0 and 1800"}},
     )
+    before = IntegrationRoute.objects.get().token_hash
+    for ill_typed in ("0", 0.5, True, "abc", [0]):
+        assert err(rotate(client, route_id, {"grace_seconds": ill_typed})) == (
+            400,
+            {"error": {"code": "invalid_request", "message": "grace_seconds must be an integer between 0 and 1800"}},
+        )
+    assert IntegrationRoute.objects.get().token_hash == before  # nothing rotated
     assert rotate(client, route_id, token=OTHER).status_code == 403
     assert rotate(client, "rt_" + "1" * 32).status_code == 404
     assert rotate(client, "nope").status_code == 400

@@ -137,6 +137,10 @@ async def test_frames_the_tunnel_may_send(setup):
     assert await socket.recv() == {"type": "tunnel.error", "error": "unknown_frame_type"}
     await socket.send("{nope")
     assert await socket.recv() == {"type": "tunnel.error", "error": "invalid_json"}
+    await socket.send('{"type":' * 100_000)  # nested far past 64 levels: answered, the socket stays
+    assert await socket.recv() == {"type": "tunnel.error", "error": "invalid_json"}
+    await socket.send({"type": "something"})
+    assert await socket.recv() == {"type": "tunnel.error", "error": "unknown_frame_type"}
     await socket.send({"type": "tunnel.response", "request_id": "req_unknown"})
     await socket.send({"type": "tunnel.response"})
     assert await socket.nothing()
