@@ -1,7 +1,10 @@
-"""The client IP used for rate limits and logs (docs/protocol/decisions.md O9, docs/protocol/config.md §8).
+"""The client IP used for rate limits and logs (docs/protocol/decisions.md O9 and H4, docs/protocol/config.md §8).
 
-With PROXY_HEADER set, the first address of that header wins; otherwise (or when it is missing or empty) the TCP
-peer. Trusting the header is only safe when the gateway is reachable through the proxy alone.
+With PROXY_HEADER set, the address comes from that header; otherwise (or when it is missing or empty) from the TCP
+peer. A comma-separated header (`X-Forwarded-For`) is read from the right: each proxy appends the address it saw, so
+the client is the entry PROXY_TRUSTED_HOPS places from the right (the left part is whatever the client wrote). A
+header with one value (`CF-Connecting-IP`, `Fly-Client-IP`) is used whole. Trusting the header is only safe when
+the gateway is reachable through the proxies alone.
 """
 
 from __future__ import annotations
@@ -14,8 +17,13 @@ from django.conf import settings
 from django.http import HttpRequest
 
 
-def from_header_value(value: str) -> str:
-    return normalise(value.split(",", 1)[0].strip())
+def from_header_value(value: str, hops: int | None = None) -> str:
+    entries = [entry.strip() for entry in value.split(",")]
+    entries = [entry for entry in entries if entry]
+    if not entries:
+        return ""
+    hops = settings.GATEWAY.proxy_trusted_hops if hops is None else hops
+    return normalise(entries[-hops] if len(entries) >= hops else entries[0])
 
 
 def normalise(text: str) -> str:

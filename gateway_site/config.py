@@ -77,6 +77,7 @@ VARIABLES = (
     "DJANGO_DEBUG",
     "ALLOWED_HOSTS",
     "INGRESS_BASE_URL",
+    "PROXY_TRUSTED_HOPS",
     "MAX_SESSIONS_PER_DEVICE",
     "MAX_STREAMS_PER_USER",
     "MAX_PENDING_INVITES_PER_DEVICE",
@@ -143,6 +144,7 @@ class GatewayConfig:
     debug: bool
     allowed_hosts: tuple[str, ...]
     ingress_base_url: str = ""
+    proxy_trusted_hops: int = 1
     max_sessions_per_device: int = 100
     max_streams_per_user: int = 32
     max_pending_invites_per_device: int = 50
@@ -429,6 +431,7 @@ def load_config(environ_map: Mapping[str, str]) -> GatewayConfig:
         debug=read.boolean("DJANGO_DEBUG", False),
         allowed_hosts=read.csv("ALLOWED_HOSTS", ("*",)),
         ingress_base_url=ingress_base_url,
+        proxy_trusted_hops=read.bounded("PROXY_TRUSTED_HOPS", 1, 1, 10),
         max_sessions_per_device=read.bounded("MAX_SESSIONS_PER_DEVICE", 100, 1, 100_000),
         max_streams_per_user=read.bounded("MAX_STREAMS_PER_USER", 32, 1, 100_000),
         max_pending_invites_per_device=read.bounded("MAX_PENDING_INVITES_PER_DEVICE", 50, 1, 100_000),

@@ -31,6 +31,11 @@ MAX_FRAME_BYTES = 4 * 1024 * 1024  # as the HTTP body cap (Daphne itself stops a
 CLOSE_REPLACED = (1000, "replaced_by_new_connection")
 
 
+def transport_renewal_seconds(ttl: int) -> float:
+    """When the next transport token is sent: half the lifetime of the current one (decisions.md H8)."""
+    return ttl / 2
+
+
 class AgentConsumer(AsyncWebsocketConsumer):
     """`/gateway/v1/agent/connect` (docs/protocol/relay.md §5): one socket per device; the newest replaces older
     ones."""
@@ -77,21 +82,15 @@ class AgentConsumer(AsyncWebsocketConsumer):
         logger.info(
             "agent connected", extra={"fields": {"device_id": self.device_id, "connection": self.connection_id}}
         )
-        now = time.time()
-        config = settings.GATEWAY
-        sent = await self.send_frame(frames.gateway_connected(self.device_id, now)) and await self.send_frame(
-            frames.transport_init(
-                secret=config.transport_token_secret,
-                device_id=self.device_id,
-                connection_id=self.connection_id,
-                ttl=config.transport_token_ttl_seconds,
-                now=now,
-            )
-        )
-        if not sent:
+        sent = await self.send_frame(frames.gateway_connected(self.device_id, time.time()))
+        if not (sent and await self._send_transport_init()):
             await self.close()
             return
-        self._tasks = [asyncio.ensure_future(self._watchdog()), asyncio.ensure_future(self._renew_presence())]
+        self._tasks = [
+            asyncio.ensure_future(self._watchdog()),
+            asyncio.ensure_future(self._renew_presence()),
+            asyncio.ensure_future(self._renew_transport()),
+        ]
         await self._announce("online")
         await self._flush_pending()
 
@@ -199,6 +198,26 @@ class AgentConsumer(AsyncWebsocketConsumer):
                 await self._drop()
                 return
             await asyncio.sleep(remaining)
+
+    async def _send_transport_init(self) -> bool:
+        config = settings.GATEWAY
+        return await self.send_frame(
+            frames.transport_init(
+                secret=config.transport_token_secret,
+                device_id=self.device_id,
+                connection_id=self.connection_id,
+                ttl=config.transport_token_ttl_seconds,
+                now=time.time(),
+            )
+        )
+
+    async def _renew_transport(self) -> None:
+        """decisions.md H8: a fresh transport token at every TTL/2, for as long as the socket lives, so an agent in
+        `required` mode never sends with an expired one."""
+        while True:
+            await asyncio.sleep(transport_renewal_seconds(settings.GATEWAY.transport_token_ttl_seconds))
+            if not await self._send_transport_init():
+                return
 
     async def _renew_presence(self) -> None:
         while True:

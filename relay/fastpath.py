@@ -10,13 +10,10 @@ import logging
 import re
 from typing import Any
 
-from asgiref.sync import sync_to_async
-
 from gateway_site import asgi_http
 from gateway_site.auth import principal_from_scope
-from gateway_site.errors import ApiError, BadRequest, Forbidden, server_error
+from gateway_site.errors import ApiError, BadRequest, server_error
 from relay import delivery, sessions
-from shares import permissions
 
 logger = logging.getLogger("gateway.relay")
 PATH = re.compile(r"^/gateway/v1/sessions/([^/]+)/messages$")
@@ -30,10 +27,7 @@ async def messages(scope: dict[str, Any], receive: Any, send: Any, session_id: s
         header_key = sessions.idempotency_header(asgi_http.header(scope, b"x-idempotency-key"))
         data = asgi_http.json_object(scope, body, BadRequest("invalid request body"))
         session = sessions.load(session_id)
-        if not sessions.owner_member(session, principal) and not await sync_to_async(
-            permissions.collaborator_access_cached
-        )(session["device_id"], principal.uid):
-            raise Forbidden("forbidden")
+        await sessions.ensure_member(session, principal)
         outgoing = sessions.message_prepare(principal=principal, session=session, header_key=header_key, body=data)
         if not await delivery.send_to_device(outgoing.session["device_id"], outgoing.frame):
             sessions.message_undo(outgoing)

@@ -8,12 +8,11 @@ from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse
 
 from gateway_site.auth import Principal, check_scopes
-from gateway_site.errors import Forbidden, NotFound, json_response, method_not_allowed
+from gateway_site.errors import NotFound, json_response, method_not_allowed
 from gateway_site.jsonbody import json_object
 from gateway_site.views import api_view
 from relay import delivery, sessions
 from relay.registry import agents
-from shares import permissions
 
 
 def _principal(request: HttpRequest) -> Principal:
@@ -23,10 +22,7 @@ def _principal(request: HttpRequest) -> Principal:
 async def member_session(session_id: str, principal: Principal) -> sessions.Session:
     """404 `session not found`, 403 `forbidden`; only a collaborator's first check in a minute reads the database."""
     session = sessions.load(session_id)
-    if not sessions.owner_member(session, principal) and not await sync_to_async(
-        permissions.collaborator_access_cached
-    )(session["device_id"], principal.uid):
-        raise Forbidden("forbidden")
+    await sessions.ensure_member(session, principal)
     return session
 
 

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from gateway_site.auth import Principal
@@ -83,10 +84,25 @@ def owner_member(session: Session, principal: Principal) -> bool:
 
 
 def is_member(session: Session, principal: Principal) -> bool:
-    """docs/protocol/relay.md §2: the owner, or an active grantee of the device (cached, no DB per frame)."""
-    return owner_member(session, principal) or permissions.collaborator_access_cached(
+    """decisions.md H5: the device's owner, or the user who created the session while they still hold an active
+    grant on the device (cached, no DB per frame). Other collaborators of the device are not members."""
+    if owner_member(session, principal):
+        return True
+    return session.get("created_by") == principal.uid and permissions.collaborator_access_cached(
         session["device_id"], principal.uid
     )
+
+
+async def ensure_member(session: Session, principal: Principal) -> None:
+    """403 `forbidden` unless `principal` is a member (decisions.md H5); only a creator's grant check, at most once a
+    minute, reads the database (in a thread)."""
+    if owner_member(session, principal):
+        return
+    if session.get("created_by") == principal.uid and await sync_to_async(permissions.collaborator_access_cached)(
+        session["device_id"], principal.uid
+    ):
+        return
+    raise Forbidden("forbidden")
 
 
 # -- client-init (§4.1) ------------------------------------------------------------------------------------------
@@ -145,6 +161,7 @@ def client_init_session(*, principal: Principal, session_id: str, init: ClientIn
         "seq_client_to_agent": 0,
         "seq_agent_to_client": 0,
         "sent_to_connection": "",
+        "created_by": principal.uid,
         "created_at": now,
         "updated_at": now,
     }
@@ -157,6 +174,8 @@ def client_init_session(*, principal: Principal, session_id: str, init: ClientIn
         return stored
 
     def repeat(existing: Session) -> None:
+        if not owner_member(existing, principal) and existing.get("created_by") != principal.uid:
+            raise Forbidden("forbidden")  # decisions.md H5: another collaborator's session
         same = (
             existing["device_id"] == init.device_id
             and existing["handshake_id"] == init.handshake_id

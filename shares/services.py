@@ -79,6 +79,8 @@ def invite_create(*, principal: Principal, body: dict[str, Any]) -> Invite:
         raise BadRequest("invalid email")
     if email == canonical_email(principal.email):
         raise BadRequest("cannot invite yourself")
+    if grant_expires_at > 0 and grant_expires_at <= _now():
+        raise BadRequest("grantExpiresAt must be in the future")  # decisions.md H7
     if ttl <= 0:
         ttl = DEFAULT_INVITE_TTL
     if ttl > MAX_INVITE_TTL:

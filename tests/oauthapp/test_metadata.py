@@ -98,8 +98,8 @@ def test_discovery_jwks_and_register_are_not_limited(client):
 
 def test_limit_is_per_client_ip_from_the_proxy_header(client, configure):
     configure(proxy_header="X-Forwarded-For")
-    for _ in range(30):
-        client.post("/oauth/token", {}, HTTP_X_FORWARDED_FOR="198.51.100.1, 10.0.0.1")
+    for i in range(30):  # a client changing the left-most entry each time is still one client (decisions.md H4)
+        client.post("/oauth/token", {}, HTTP_X_FORWARDED_FOR=f"10.9.9.{i}, 198.51.100.1")
     assert client.post("/oauth/token", {}, HTTP_X_FORWARDED_FOR="198.51.100.1").status_code == 429
     assert client.post("/oauth/token", {}, HTTP_X_FORWARDED_FOR="198.51.100.2").status_code == 400
 

@@ -8,6 +8,7 @@ import time
 import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
+from django.conf import settings
 
 from gateway_site.asgi import application
 from relay import consumers, services, transport
@@ -116,6 +117,32 @@ async def test_greeting_frames(device):
         connection_id=init["connection_id"],
         now=time.time(),
     )
+    await socket.close()
+
+
+def test_transport_tokens_are_renewed_at_half_their_lifetime():
+    from relay.consumers import transport_renewal_seconds
+
+    assert transport_renewal_seconds(3600) == 1800 and transport_renewal_seconds(30) == 15
+
+
+async def test_the_transport_token_is_renewed_for_as_long_as_the_socket_lives(device, configure, monkeypatch):
+    """decisions.md H8, with the renewal period shortened so that the test sees three renewals."""
+    await sync_to_async(configure)(transport_token_mode="required", transport_token_ttl_seconds=30)
+    monkeypatch.setattr(consumers, "transport_renewal_seconds", lambda ttl: 0.05)
+    socket = AgentSocket(application, OWNER, DEVICE)
+    _, first = await socket.open()
+    renewed = [await socket.recv(timeout=5) for _ in range(3)]
+    assert [frame["type"] for frame in renewed] == ["transport.init"] * 3
+    for frame in renewed:
+        assert frame["connection_id"] == first["connection_id"] and frame["expires_in"] == 30
+        transport.verify(
+            settings.GATEWAY.transport_token_secret,
+            frame["transport_token"],
+            device_id=DEVICE,
+            connection_id=first["connection_id"],
+            now=time.time(),
+        )
     await socket.close()
 
 

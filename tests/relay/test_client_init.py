@@ -223,3 +223,28 @@ async def test_acknowledged_session_is_not_sent_again():
     assert (again.json()["status"], again.json()["relay_status"]) == ("agent_acknowledged", "already_acknowledged")
     assert await agent.nothing()
     await agent.close()
+
+
+async def test_a_collaborator_cannot_use_a_session_someone_else_created(client):
+    """decisions.md H5: members are the session's creator and the device owner; other collaborators get 403."""
+    from tests.relay_helpers import Stream
+
+    await sync_to_async(shared_device)(client, DEVICE)
+    async with http_client(application) as http:
+        assert (await init(http, "sess_owner01")).status_code == 202  # the owner's session
+        forbidden = {"error": "forbidden"}
+        hs = await http.get("/gateway/v1/sessions/sess_owner01/handshake/hs_1234", headers=bearer(BOB))
+        assert (hs.status_code, hs.json()) == (403, forbidden)
+        message = {"encrypted": True, "seq": 2**63 - 1, "nonce": "AAAA", "tag": "AAAA", "ciphertext": "AAAA"}
+        posted = await http.post("/gateway/v1/sessions/sess_owner01/messages", json=message, headers=bearer(BOB))
+        assert (posted.status_code, posted.json()) == (403, forbidden)
+        assert relay_sessions.sessions.get("sess_owner01")["seq_client_to_agent"] == 0  # nothing advanced
+        repeat = await init(http, "sess_owner01", token=BOB)
+        assert (repeat.status_code, repeat.json()) == (403, forbidden)
+        stream = Stream(application, "/gateway/v1/sessions/sess_owner01/events", BOB)
+        assert await stream.open() == 403
+        # Bob's own session on the same device is his, and the owner may read it too.
+        assert (await init(http, "sess_bob0001", token=BOB, handshake_id="hs_bob1")).status_code == 202
+        for token in (BOB, OWNER):
+            got = await http.get("/gateway/v1/sessions/sess_bob0001/handshake/hs_bob1", headers=bearer(token))
+            assert got.status_code == 200

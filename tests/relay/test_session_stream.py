@@ -195,12 +195,20 @@ async def test_stream_errors(live):
         assert (got, await stream.body_json()) == (status, body)
 
 
+def bob_created(session_id: str) -> None:
+    """Record Bob (a grantee) as the session's creator: only then is he a member (decisions.md H5)."""
+    from relay.session_store import sessions as store
+
+    store.update(session_id, lambda record: record.update(created_by="bob-2"))
+
+
 async def test_heartbeat_and_lost_access(live, settings, client):
     http, agent, keys, session = live
     settings.GATEWAY_SESSION_HEARTBEAT_SECONDS = 0.2
     from tests.relay.test_messages import share_with_bob
 
     grant_id = await sync_to_async(share_with_bob)(client)
+    bob_created(session.session_id)
     stream, _ = await open_stream(session.session_id, BOB)
     await stream.read_until(b"}\n\n")
     await stream.read_until(b":heartbeat\n\n")
@@ -220,6 +228,7 @@ async def test_revoke_ends_the_grantees_streams_with_session_ended(live, client)
     from tests.relay.test_messages import share_with_bob
 
     grant_id = await sync_to_async(share_with_bob)(client)
+    bob_created(session.session_id)
     bob, _ = await open_stream(session.session_id, BOB)
     owner, _ = await open_stream(session.session_id, OWNER)
     await bob.read_until(b"}\n\n")

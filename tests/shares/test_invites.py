@@ -29,7 +29,8 @@ def error(response):
 
 
 def test_create_answers_201_with_a_pending_grant_and_the_link(client, device, clock):
-    response = invite(client, email=" Bob@Example.com ", grantExpiresAt=1778572800)
+    later = clock.now + 30 * 86400
+    response = invite(client, email=" Bob@Example.com ", grantExpiresAt=later)
     assert response.status_code == 201
     body = response.json()
     assert set(body) == {"grantId", "status", "inviteUrl", "inviteTokenExpiresAt", "grantExpiresAt"}
@@ -37,9 +38,16 @@ def test_create_answers_201_with_a_pending_grant_and_the_link(client, device, cl
     assert body["status"] == "pending"
     assert re.fullmatch(r"http://localhost:8080/share/[A-Za-z0-9_-]{43}", body["inviteUrl"])
     assert body["inviteTokenExpiresAt"] == clock.now + 7 * 86400
-    assert body["grantExpiresAt"] == 1778572800
+    assert body["grantExpiresAt"] == later
     grant = Grant.objects.get()
     assert grant.grantee_email == "bob@example.com" and grant.owner_uid == "owner-1"
+
+
+def test_an_invite_whose_grant_has_already_expired_is_refused(client, device, clock):
+    for past in (clock.now, clock.now - 1, 1):
+        assert error(invite(client, grantExpiresAt=past)) == (400, {"error": "grantExpiresAt must be in the future"})
+    assert Grant.objects.count() == 0
+    assert invite(client, grantExpiresAt=clock.now + 1).status_code == 201
 
 
 def test_only_the_token_digest_is_stored(client, device):

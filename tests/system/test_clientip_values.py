@@ -12,7 +12,7 @@ from gateway_site.clientip import client_ip_from_scope
     ("value", "expected"),
     [
         (b"203.0.113.7", "203.0.113.7"),
-        (b" 2001:DB8::1 , 10.0.0.1", "2001:db8::1"),
+        (b" 10.0.0.1 , 2001:DB8::1 ", "2001:db8::1"),
         (b"x" * 5000, "invalid"),
         (b"1.2.3.4\nfake log line", "invalid"),
         (b"", "198.51.100.1"),  # empty: the TCP peer

@@ -74,7 +74,7 @@ def test_redact_path(path, expected):
 
 async def test_proxy_header_gives_the_client_ip(access_log, settings):
     settings.GATEWAY = type(settings.GATEWAY)(**{**settings.GATEWAY.__dict__, "proxy_header": "X-Forwarded-For"})
-    await get("/healthz", headers={"X-Forwarded-For": " 198.51.100.7 , 10.0.0.1"})
+    await get("/healthz", headers={"X-Forwarded-For": " 10.0.0.1 , 198.51.100.7 "})  # counted from the right (H4)
     await get("/healthz", headers={"X-Forwarded-For": ""})
     assert [r.fields["client_ip"] for r in access_log] == ["198.51.100.7", "203.0.113.9"]
 
