@@ -50,6 +50,9 @@ class TokenFamily(models.Model):
     scope = models.TextField(blank=True)
     client_id = models.CharField(max_length=255)
     auth_mode = models.CharField(max_length=16)
+    # SHA-256 of the authorization code the family was issued for: a second exchange of that code revokes the family
+    # (decisions.md H6).
+    code_digest = models.CharField(max_length=64, blank=True, db_index=True)
     created = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:

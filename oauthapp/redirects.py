@@ -24,7 +24,7 @@ def _is_loopback_http(parts: SplitResult) -> bool:
 def redirect_allowed(candidate: str, allowlist: Iterable[str]) -> bool:
     """True when `candidate` may receive authorization codes."""
     candidate = candidate.strip()
-    if not candidate:
+    if not candidate or "#" in candidate:  # a fragment is refused like any unlisted URI (decisions.md H6)
         return False
     parts = _split(candidate)
     if parts is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import secrets
 import time
 import uuid
@@ -27,6 +28,8 @@ from oauthapp.models import TokenFamily, User
 from oauthapp.redirects import redirect_allowed
 from oauthapp.scopes import client_credentials_scope, normalize_scope
 from oauthapp.tokens import Identity, issue_access_token
+
+logger = logging.getLogger("gateway.oauth")
 
 OOB_PREFIX = "urn:"
 REFRESH_FAILED = "refresh token not found or expired"
@@ -147,16 +150,19 @@ def authorize_json_answer(*, request: AuthorizeRequest, code: str) -> dict[str, 
         "expires_in": settings.GATEWAY.auth_code_ttl_seconds,
         "code_challenge": request.code_challenge,
         "challenge_method": "S256",
+        "iss": settings.GATEWAY.public_base_url,  # RFC 9207 (decisions.md H6)
     }
 
 
 def authorize_redirect_location(*, redirect_uri: str, code: str, state: str) -> str:
-    """`redirect_uri` with `code` (and a non-empty `state`) set, other parameters kept, keys sorted, fragment kept."""
+    """`redirect_uri` with `code`, `iss` (RFC 9207) and a non-empty `state` set, other parameters kept, keys sorted.
+    (An allowlisted `redirect_uri` never has a fragment.)"""
     parts = urlsplit(redirect_uri)
     query: dict[str, list[str]] = {}
     for key, value in parse_qsl(parts.query, keep_blank_values=True):
         query.setdefault(key, []).append(value)
     query["code"] = [code]
+    query["iss"] = [settings.GATEWAY.public_base_url]
     if state:
         query["state"] = [state]
     encoded = urlencode([(key, value) for key in sorted(query) for value in query[key]])
@@ -197,8 +203,16 @@ def token_exchange_code(*, code: str, client_id: str, redirect_uri: str, code_ve
     config = settings.GATEWAY
     if not code:
         raise BadRequest("code is required")
-    grant = Grant.objects.select_related("application", "user").filter(code=digest(code)).first()
-    if grant is None or _now() > int(grant.expires.timestamp()):
+    code_digest = digest(code)
+    grant = Grant.objects.select_related("application", "user").filter(code=code_digest).first()
+    if grant is None:
+        # A code exchanged before: whoever replays it may have stolen it, so the tokens it gave are revoked too.
+        replayed = TokenFamily.objects.filter(code_digest=code_digest).values_list("id", flat=True).first()
+        if replayed is not None:
+            _revoke_family(replayed)
+            logger.warning("authorization code replayed: its refresh-token family is revoked")
+        raise pkce.invalid_grant()
+    if _now() > int(grant.expires.timestamp()):
         raise pkce.invalid_grant()
     if (client_id or config.oauth_default_client_id) != grant.application.client_id:
         raise Unauthorized("invalid_client")
@@ -217,6 +231,7 @@ def token_exchange_code(*, code: str, client_id: str, redirect_uri: str, code_ve
             scope=grant.scope,
             client_id=grant.application.client_id,
             auth_mode=config.auth_mode,
+            code_digest=code_digest,
         )
         refresh, _ = _new_refresh_token(user=grant.user, application=grant.application, family=family)
     identity = Identity(uid=family.uid, email=family.email, name=family.name)
@@ -338,4 +353,5 @@ def discovery_document() -> dict[str, Any]:
         "token_endpoint_auth_methods_supported": ["none"],
         "code_challenge_methods_supported": ["S256"],
         "scopes_supported": ["profile", "email", "device", "offline_access"],
+        "authorization_response_iss_parameter_supported": True,  # RFC 9207 (decisions.md H6)
     }

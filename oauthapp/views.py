@@ -66,6 +66,8 @@ def _sign_in_page(request: HttpRequest, auth: services.AuthorizeRequest) -> Http
         template = "oauth/signin_id_token.html"
     response = render(request, template, context)
     response["Cache-Control"] = "no-store"
+    # The sign-in page is never framed by another site (clickjacking of the sign-in, decisions.md H6).
+    response["Content-Security-Policy"] = "frame-ancestors 'none'"
     return response
 
 
@@ -97,9 +99,11 @@ def authorize(request: HttpRequest) -> HttpResponse:
         demo_email=params.get("demo_email"),
         demo_name=params.get("demo_name"),
         demo_uid=params.get("demo_uid"),
+        # decisions.md H6: an ID token is read from the POST body (or the Authorization header), never the query
+        # string, where it would end up in logs and browser history.
         id_token=bearer_token(request.headers.get("Authorization"))
-        or params.get("id_token")
-        or params.get("firebase_token"),
+        or request.POST.get("id_token", "")
+        or request.POST.get("firebase_token", ""),
     )
     if method == "GET" and not (sign_in.demo_email or sign_in.demo_name or sign_in.demo_uid or sign_in.id_token):
         # Check PKCE before showing a page: a broken request fails now, not after the user signed in.
@@ -115,14 +119,19 @@ def authorize(request: HttpRequest) -> HttpResponse:
         and _prefers_html(accept)
     ):
         response = render(
-            request, "oauth/oob_code.html", {"code": code, "client_name": settings.GATEWAY.oauth_client_name}
+            request,
+            "oauth/oob_code.html",
+            {"code": code, "client_name": settings.GATEWAY.oauth_client_name, "iss": settings.GATEWAY.public_base_url},
         )
         response["Cache-Control"] = "no-store"
         return response
     if services.authorize_wants_json(request=auth, accept=accept):
         return json_response(services.authorize_json_answer(request=auth, code=code), headers=NO_STORE)
     location = services.authorize_redirect_location(redirect_uri=auth.redirect_uri, code=code, state=auth.state)
-    return _AllowlistedRedirect(location)
+    response = _AllowlistedRedirect(location)
+    if request.method == "POST":
+        response.status_code = 303  # the browser follows a form POST's answer with a GET
+    return response
 
 
 class _AllowlistedRedirect(HttpResponseRedirect):

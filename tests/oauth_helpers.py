@@ -45,7 +45,7 @@ def authorize_params(**overrides: str) -> dict[str, str]:
 def get_code(client, email: str = "alice@example.com", **overrides: str) -> str:
     """Sign in through the demo form (POST) and return the code from the redirect."""
     response = client.post("/oauth/authorize", authorize_params(demo_email=email, **overrides))
-    assert response.status_code == 302, response.content
+    assert response.status_code == 303, response.content  # a POST sign-in answers 303 (decisions.md H6)
     return parse_qs(urlsplit(response["Location"]).query)["code"][0]
 
 

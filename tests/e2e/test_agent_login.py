@@ -85,7 +85,7 @@ def test_browser_login_with_a_loopback_redirect_on_a_random_port(gateway):
             submitted = browser.post(
                 "/oauth/authorize", data={**fields, "demo_email": "agent-user@example.com", "demo_name": "Agent User"}
             )
-            assert submitted.status_code == 302
+            assert submitted.status_code == 303  # See Other: the browser follows with a GET
             browser.get(submitted.headers["Location"])  # the browser follows to the agent's callback
         callback.thread.join(timeout=10)
         assert callback.received["state"] == [state]

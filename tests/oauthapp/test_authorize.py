@@ -68,7 +68,7 @@ def test_steps6_to_8_pkce(client, overrides, description):
 
 
 def test_challenge_method_is_case_insensitive_and_128_chars_fit(client):
-    assert post(client, code_challenge_method="s256", code_challenge="A" * 128).status_code == 302
+    assert post(client, code_challenge_method="s256", code_challenge="A" * 128).status_code == 303
 
 
 def test_get_with_broken_pkce_fails_before_the_page(client):
@@ -192,17 +192,26 @@ def test_firebase_popup_page_with_both_keys(client, configure):
 # Answers (§3.5, O7).
 
 
-def test_redirect_keeps_query_sorts_keys_and_keeps_fragment(client, configure):
-    configure(redirect_allowlist=("http://localhost:61696/callback?z=1&a=2#frag",))
-    response = post(client, redirect_uri="http://127.0.0.1:50123/callback?z=1&a=2#frag", state="st 1")
+def test_redirect_keeps_query_sorts_keys_and_carries_the_issuer(client, configure):
+    configure(redirect_allowlist=("http://localhost:61696/callback?z=1&a=2",))
+    response = post(client, redirect_uri="http://127.0.0.1:50123/callback?z=1&a=2", state="st 1")
+    assert response.status_code == 303  # a POST sign-in answers with 303 See Other (decisions.md H6)
     location = response["Location"]
     assert location.startswith("http://127.0.0.1:50123/callback?a=2&code=")
-    assert location.endswith("&state=st+1&z=1#frag")
+    assert location.endswith("&iss=http%3A%2F%2Flocalhost%3A8080&state=st+1&z=1")
 
 
-def test_redirect_without_state_has_no_state(client):
+@pytest.mark.parametrize("with_fragment", ["http://localhost:61696/callback#frag", "http://localhost:61696/callback#"])
+def test_a_redirect_uri_with_a_fragment_is_refused(client, configure, with_fragment):
+    configure(redirect_allowlist=("http://localhost:61696/callback", with_fragment))
+    response = post(client, redirect_uri=with_fragment)
+    assert response.status_code == 400 and "Location" not in response
+
+
+def test_redirect_without_state_has_code_and_issuer_only(client):
     location = post(client)["Location"]
-    assert set(parse_qs(urlsplit(location).query)) == {"code"}
+    query = parse_qs(urlsplit(location).query)
+    assert set(query) == {"code", "iss"} and query["iss"] == ["http://localhost:8080"]
     assert location.startswith(CALLBACK + "?code=")
 
 
@@ -219,8 +228,8 @@ def test_json_answer(client, params):
     response = post(client, state="st-123", **params)
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {"code", "state", "redirect_uri", "expires_in", "code_challenge", "challenge_method"}
-    assert body["state"] == "st-123" and body["expires_in"] == 300
+    assert set(body) == {"code", "state", "redirect_uri", "expires_in", "code_challenge", "challenge_method", "iss"}
+    assert body["state"] == "st-123" and body["expires_in"] == 300 and body["iss"] == "http://localhost:8080"
     assert body["code_challenge"] == CHALLENGE and body["challenge_method"] == "S256"
 
 
@@ -319,3 +328,17 @@ def test_bad_authorize_input_gets_a_json_400(client, query):
 def test_huge_state_is_echoed(client):
     response = post(client, state="s" * 10_000, response_mode="json")
     assert response.status_code == 200 and response.json()["state"] == "s" * 10_000
+
+
+def test_the_oob_page_names_the_issuer_and_the_sign_in_page_cannot_be_framed(client):
+    accept = "text/html,application/xhtml+xml"
+    page = client.post("/oauth/authorize", authorize_params(demo_email="a@b.c", redirect_uri=OOB), HTTP_ACCEPT=accept)
+    assert '<span id="iss">http://localhost:8080</span>' in page.content.decode()
+    sign_in = client.get("/oauth/authorize", authorize_params())
+    assert sign_in.status_code == 200 and sign_in["Content-Security-Policy"] == "frame-ancestors 'none'"
+
+
+def test_an_id_token_in_the_query_string_is_ignored(client, configure):
+    configure(auth_mode="oidc")
+    response = client.get("/oauth/authorize", authorize_params(id_token="eyJ.fake.token"))
+    assert response.status_code == 200 and b"<form" in response.content  # the sign-in page: nothing was verified

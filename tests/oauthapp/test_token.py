@@ -110,6 +110,16 @@ def test_code_is_single_use(client):
     assert exchange(client, code).json() == {"error": "invalid_grant"}
 
 
+def test_replaying_a_code_revokes_the_refresh_tokens_it_gave(client):
+    """decisions.md H6: whoever replays a code may have stolen it; the family issued from it dies."""
+    code = get_code(client, scope="profile email offline_access")
+    first = exchange(client, code).json()
+    other = sign_in(client, "someone@example.com", scope="profile email offline_access")  # an unrelated family
+    assert exchange(client, code).json() == {"error": "invalid_grant"}
+    assert refresh(client, first["refresh_token"]).json()["error"] == "invalid_grant"
+    assert refresh(client, other["refresh_token"]).status_code == 200
+
+
 def test_code_expires_after_its_ttl_in_whole_seconds(client, clock):
     code = get_code(client)
     clock.advance(300)
