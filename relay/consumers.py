@@ -23,6 +23,7 @@ from relay.groups import device_group, user_group
 from relay.registry import agents, next_connection_id, streams
 from relay.stores import PRESENCE_RENEW_SECONDS, presence
 from relay.transport import rfc3339
+from shares import permissions
 
 logger = logging.getLogger("gateway.relay")
 
@@ -351,10 +352,26 @@ class SessionEventsConsumer(SseConsumer):
             self.last_sent = event_id
         self.start_task(self._pump())
         self.start_task(self._heartbeat())
+        expires_at = await database_sync_to_async(self._grant_expiry)(session, principal)
+        if expires_at:
+            self.start_task(self._end_at_grant_expiry(expires_at))
 
     @staticmethod
     def _member(session: dict[str, Any], principal: Principal) -> bool:
         return sessions.is_member(session, principal)
+
+    @staticmethod
+    def _grant_expiry(session: dict[str, Any], principal: Principal) -> int:
+        """When the grant this reader's access rests on expires (0: the owner, or a grant that does not expire)."""
+        if sessions.owner_member(session, principal):
+            return 0
+        grant = permissions.active_grant(session["device_id"], principal.uid)
+        return grant.grant_expires_at if grant is not None and grant.grant_expires_at > 0 else 0
+
+    async def _end_at_grant_expiry(self, expires_at: int) -> None:
+        """decisions.md H7: at the grant's expiry (not at the next heartbeat) the stream ends with `grant_expired`."""
+        await asyncio.sleep(max(0.0, expires_at + 1 - time.time()))  # expired once its second has passed
+        self.end("grant_expired")
 
     # Called by publishers in this process (relay.delivery); never blocks.
     def offer(self, event_id: int, name: str, data: str) -> None:

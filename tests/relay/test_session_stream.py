@@ -223,6 +223,30 @@ async def test_heartbeat_and_lost_access(live, settings, client):
     assert (await stream.chunk()) == b"" and stream.more is False
 
 
+async def test_grant_expiry_ends_the_grantees_stream_at_once_with_grant_expired(live, client, settings):
+    """decisions.md H7: at the expiry, not at the next heartbeat (set to 60 s here, past the read's 10 s bound)."""
+    import time
+
+    from shares.models import Grant
+    from tests.relay.test_messages import share_with_bob
+
+    settings.GATEWAY_SESSION_HEARTBEAT_SECONDS = 60
+    _, _, _, session = live
+    grant_id = await sync_to_async(share_with_bob)(client)
+    expires_at = int(time.time()) + 1
+    await sync_to_async(Grant.objects.filter(pk=grant_id).update)(grant_expires_at=expires_at)
+    bob_created(session.session_id)
+    stream, _ = await open_stream(session.session_id, BOB)
+    ended = parse(blocks(await stream.read_until(b'"reason":"grant_expired"}\n\n', timeout=10))[-1])
+    assert ended["event"] == "session.ended"
+    assert json.loads(ended["data"]) == {
+        "type": "session.ended",
+        "session_id": session.session_id,
+        "reason": "grant_expired",
+    }
+    assert (await stream.chunk()) == b"" and stream.more is False
+
+
 async def test_revoke_ends_the_grantees_streams_with_session_ended(live, client):
     http, agent, keys, session = live
     from tests.relay.test_messages import share_with_bob
