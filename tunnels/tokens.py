@@ -28,6 +28,9 @@ def hashes_equal(a: str, b: str) -> bool:
     return bool(a) and bool(b) and hmac.compare_digest(a.encode(), b.encode())
 
 
+MIN_DISTINCT_CHARACTERS = 16  # a random 43-character token has about 32
+
+
 def token_problem(token: str) -> str | None:
     """Why a caller-chosen token is refused (422 `token_validation_failed`), or None."""
     if len(token) < 43:
@@ -36,4 +39,6 @@ def token_problem(token: str) -> str | None:
         return "route_token must be at most 128 characters"
     if not TOKEN_CHARS_RE.fullmatch(token):
         return "route_token must contain only [A-Za-z0-9_-]"
+    if len(set(token)) < MIN_DISTINCT_CHARACTERS:
+        return "route_token is too weak"  # "aaaa…" or "abab…" would be guessed, however long
     return None

@@ -151,6 +151,18 @@ def test_caller_chosen_token_and_header_device(client, device):
             "token_validation_failed",
             "route_token must contain only [A-Za-z0-9_-]",
         ),
+        (
+            {"device_id": DEVICE, "interface_type": "x", "route_token": "a" * 64},
+            422,
+            "token_validation_failed",
+            "route_token is too weak",
+        ),
+        (
+            {"device_id": DEVICE, "interface_type": "x", "route_token": "0123456789abcd" * 4},  # 14 distinct
+            422,
+            "token_validation_failed",
+            "route_token is too weak",
+        ),
     ],
 )
 def test_create_errors(client, device, body, status, code, message):
