@@ -173,6 +173,36 @@ async def test_refresh_keeps_the_rotated_token(gateway_url, browser):
     await page.wait_for_selector("#devices-live:text('Live')")
 
 
+async def test_concurrent_refreshes_share_one_rotation(gateway_url, browser):
+    """decisions.md H6: two refreshes at once are one rotation, so the family survives and the user stays in."""
+    page = await browser.new_page()
+    await sign_in_page(page, gateway_url, "alice@example.com")
+    await page.evaluate(
+        "async () => { const m = await import('/console/assets/api.js');"
+        " await Promise.all([m.refreshTokens(), m.refreshTokens(), m.refreshTokens()]); }"
+    )
+    after = json.loads(await page.evaluate("() => sessionStorage.getItem('gw_console_auth')"))
+    async with httpx.AsyncClient(base_url=gateway_url) as http:
+        still = await http.post(
+            "/oauth/token", data={"grant_type": "refresh_token", "refresh_token": after["refresh_token"]}
+        )
+    assert still.status_code == 200  # no replay was detected: the family is alive
+
+
+async def test_sign_out_revokes_the_refresh_token(gateway_url, browser):
+    page = await browser.new_page()
+    await sign_in_page(page, gateway_url, "alice@example.com")
+    tokens = json.loads(await page.evaluate("() => sessionStorage.getItem('gw_console_auth')"))
+    await page.click("#sign-out")
+    await page.wait_for_selector("#sign-in")
+    assert await page.evaluate("() => sessionStorage.getItem('gw_console_auth')") is None
+    async with httpx.AsyncClient(base_url=gateway_url) as http:
+        refreshed = await http.post(
+            "/oauth/token", data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}
+        )
+    assert refreshed.json()["error"] == "invalid_grant"
+
+
 async def test_agent_online_and_encrypted_chat(gateway_url, browser, screenshot):
     page = await browser.new_page()
     await sign_in_page(page, gateway_url, "alice@example.com")

@@ -54,7 +54,21 @@ export async function completeSignIn() {
   return "";
 }
 
-export function signOut() {
+// Sign Out ends the sign-in on the gateway too: the refresh token is revoked before the tab forgets it, so a copy of
+// it (a 30-day credential) is worthless afterwards (docs/protocol/decisions.md H6).
+export async function signOut() {
+  const tokens = loadTokens();
+  if (tokens && tokens.refresh_token) {
+    try {
+      await fetch("/oauth/token/revoke", {
+        method: "POST",
+        headers: { "Content-Type": "application/x-www-form-urlencoded" },
+        body: new URLSearchParams({ token: tokens.refresh_token, token_type_hint: "refresh_token" }),
+      });
+    } catch {
+      // Offline: the token still expires on its own; the tab forgets it either way.
+    }
+  }
   clearTokens();
   location.assign("/console");
 }
