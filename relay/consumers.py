@@ -28,7 +28,7 @@ from shares import permissions
 logger = logging.getLogger("gateway.relay")
 
 READ_DEADLINE_SECONDS = 60
-MAX_FRAME_BYTES = 4 * 1024 * 1024  # as the HTTP body cap (Daphne itself stops at 1 MiB, uvicorn at 16 MiB)
+MAX_FRAME_BYTES = 4 * 1024 * 1024  # as the HTTP body cap; the production commands let servers take up to 8 MiB
 CLOSE_REPLACED = (1000, "replaced_by_new_connection")
 
 

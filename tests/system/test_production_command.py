@@ -18,7 +18,7 @@ from tests.oauth_helpers import pkce_pair
 from tests.relay_helpers import KEY_B64
 
 UVICORN_COMMAND = (
-    "uvicorn --host 0.0.0.0 --port ${PORT:-8080} --no-access-log --timeout-graceful-shutdown 20 "
+    "uvicorn --host 0.0.0.0 --port ${PORT:-8080} --no-access-log --ws-max-size 8388608 --timeout-graceful-shutdown 20 "
     "gateway_site.asgi:application"
 )
 
