@@ -34,9 +34,10 @@ class Verifier(Protocol):
 
 
 def _email(claims: dict[str, Any]) -> str:
-    # An email the provider says is unverified must not be used to match share invites (docs/protocol/oauth.md §3.3
-    # [SECURITY]).
-    if claims.get("email_verified") is False:
+    # Only an email the provider says it verified may match share invites (docs/protocol/oauth.md §3.3 [SECURITY]):
+    # without `email_verified: true` anyone could claim someone else's address at a provider that does not check.
+    verified = claims.get("email_verified")
+    if not (verified is True or verified == "true"):
         return ""
     email = claims.get("email")
     return email.strip() if isinstance(email, str) else ""

@@ -36,7 +36,9 @@ class Provider:
 
     def id_token(self, *, kid: str | None = None, key: Any = None, **claims: Any) -> str:
         now = int(time.time())
-        body = {"iss": self.base_url, "aud": "client-1", "sub": "user-1", "iat": now, "exp": now + 300, **claims}
+        # As real providers do, the token says the email was verified (pass email_verified=None to leave it out).
+        body = {"iss": self.base_url, "aud": "client-1", "sub": "user-1", "iat": now, "exp": now + 300}
+        body.update({"email_verified": True, **claims})
         body = {k: v for k, v in body.items() if v is not None}
         return jwt.encode(body, key or self.key, algorithm="RS256", headers={"kid": kid or self.kid})
 

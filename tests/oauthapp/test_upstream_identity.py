@@ -84,9 +84,15 @@ def test_oidc_missing_subject(provider):
         oidc(provider).verify(provider.id_token(sub=""))
 
 
-def test_unverified_email_is_dropped(provider):
-    identity = oidc(provider).verify(provider.id_token(email="a@example.com", email_verified=False))
+@pytest.mark.parametrize("verified", [False, None, "false", 1])
+def test_an_email_not_marked_verified_is_dropped(provider, verified):
+    """Only `email_verified: true` lets an email match share invites (None: the claim is absent)."""
+    identity = oidc(provider).verify(provider.id_token(email="a@example.com", email_verified=verified))
     assert identity.email == "" and identity.name == "user-1"
+
+
+def test_a_verified_email_is_kept(provider):
+    assert oidc(provider).verify(provider.id_token(email="a@example.com")).email == "a@example.com"
 
 
 def test_jwks_is_cached(provider):
