@@ -31,15 +31,19 @@ class BoundedStore:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def _purge(self, now: float) -> None:
+    def _drop_expired(self, now: float) -> None:
         entries = self._entries
         while entries:
             key, (expires, _) = next(iter(entries.items()))
             if expires > now:
                 break
             del entries[key]
-        while len(entries) >= self.max_entries:
-            entries.popitem(last=False)
+
+    def _purge(self, now: float) -> None:
+        """Make room for one more entry: the expired ones go, then the oldest while the store is full."""
+        self._drop_expired(now)
+        while len(self._entries) >= self.max_entries:
+            self._entries.popitem(last=False)
 
     def _live(self, key: str, now: float) -> tuple[float, Any] | None:
         entry = self._entries.get(key)
@@ -88,13 +92,7 @@ class BoundedStore:
     def purge(self) -> None:
         """Drop every expired entry now (the housekeeping thread calls this when no writes come to do it)."""
         with self._lock:
-            now = self._clock()
-            entries = self._entries
-            while entries:
-                key, (expires, _) = next(iter(entries.items()))
-                if expires > now:
-                    break
-                del entries[key]
+            self._drop_expired(self._clock())
 
     def delete(self, key: str) -> None:
         with self._lock:

@@ -24,6 +24,18 @@ TEST_KEY = "test-signing-secret-at-least-32-bytes-long"
 T = TypeVar("T")
 
 
+def project_files() -> list[str]:
+    """The project's files as git sees them: tracked, and new ones that are not ignored."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    return [name for name in listed if (ROOT / name).is_file()]
+
+
 def vector(name: str) -> Any:
     """One vector file of tests/vectors/, parsed."""
     return json.loads((VECTORS_DIR / name).read_text())

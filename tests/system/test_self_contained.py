@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 import re
-import subprocess
 
-from tests.helpers import ROOT
+from tests.helpers import ROOT, project_files
 
 THIS_FILE = "tests/system/test_self_contained.py"
 CODE_SUFFIXES = (".py", ".js", ".html", ".css", ".yaml", ".toml", ".md")
 
 
 def tracked_files() -> list[str]:
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    return [name for name in listed if name.endswith(CODE_SUFFIXES) and name != THIS_FILE and (ROOT / name).is_file()]
+    return [name for name in project_files() if name.endswith(CODE_SUFFIXES) and name != THIS_FILE]
 
 
 def test_nothing_reads_outside_the_repository():

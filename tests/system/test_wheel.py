@@ -14,25 +14,16 @@ import httpx
 import pytest
 
 from gateway_site import __version__
-from tests.helpers import ROOT, clean_env, free_port, server_process
+from tests.helpers import ROOT, clean_env, free_port, project_files, server_process
 
 OWN_PACKAGES = {"gateway_site", "oauthapp", "relay", "shares", "tunnels", "console"}
 
 
 def source_copy(target: Path) -> Path:
     """The project's files (tracked and new, not ignored) copied to `target`, so the build leaves the checkout clean."""
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    for name in listed:
-        source = ROOT / name
-        if source.is_file():
-            (target / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target / name)
+    for name in project_files():
+        (target / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, target / name)
     return target
 
 
