@@ -23,12 +23,16 @@ def validate_id(value: object, label: str) -> str:
     return text
 
 
+# Every stored email column holds this many characters; a longer one counts as no email (the same on every database).
+EMAIL_MAX_LENGTH = 320
+
+
 def canonical_email(value: object) -> str:
     """Lowercased and trimmed, with exactly one `@` and non-empty parts; otherwise '' (no email)."""
     if not isinstance(value, str):
         return ""
     email = value.strip().lower()
     local, at, domain = email.partition("@")
-    if not at or not local or not domain or "@" in domain:
+    if not at or not local or not domain or "@" in domain or len(email) > EMAIL_MAX_LENGTH:
         return ""
     return email

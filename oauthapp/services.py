@@ -24,7 +24,7 @@ from oauth2_provider.models import Application, Grant, RefreshToken, set_token_v
 
 from gateway_site.errors import ApiError, BadRequest, Unauthorized
 from oauthapp import pkce
-from oauthapp.models import TokenFamily, User
+from oauthapp.models import UID_MAX_LENGTH, TokenFamily, User
 from oauthapp.redirects import redirect_allowed
 from oauthapp.scopes import client_credentials_scope, normalize_scope
 from oauthapp.tokens import Identity, issue_access_token
@@ -293,6 +293,8 @@ def token_client_credentials(*, client_id: str, scope: str) -> dict[str, Any]:
     if config.auth_mode != "demo":
         raise BadRequest("unsupported_grant_type")
     client = client_id or config.oauth_default_client_id
+    if len(f"client:{client}") > UID_MAX_LENGTH:  # the subject is stored as an owner id (255 characters)
+        raise BadRequest("invalid_request", error_description="client_id is too long")
     identity = Identity(uid=f"client:{client}", email="", name=client)
     return _token_response(identity, client_credentials_scope(scope), None)
 

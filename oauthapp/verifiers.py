@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import jwt
 from django.conf import settings
 
+from oauthapp.models import UID_MAX_LENGTH
 from oauthapp.tokens import Identity
 
 HTTP_TIMEOUT_SECONDS = 5
@@ -79,6 +80,8 @@ def _identity(claims: dict[str, Any], *name_claims: str) -> Identity:
     uid = _first_str(claims, "sub")
     if not uid:
         raise TokenMissingSubject("no sub")
+    if len(uid) > UID_MAX_LENGTH:  # it becomes a stored owner id: refused rather than cut or left to the database
+        raise VerificationFailed("subject too long")
     email = _email(claims)
     return Identity(uid=uid, email=email, name=_first_str(claims, *name_claims) or email or uid)
 

@@ -146,6 +146,8 @@ def route_create(*, principal: Principal, body: dict[str, Any], header_device_id
         raise invalid("interface_type must match ^[a-z][a-z0-9_]{0,31}$")
     if auth_mode not in ("", "path"):
         raise invalid("token_auth_mode must be 'path'")
+    if len(interface_id) > INTERFACE_ID_MAX_LENGTH:
+        raise invalid(f"interface_id must be at most {INTERFACE_ID_MAX_LENGTH} characters")
     values = {name: _check_range(name, numbers[name]) for name in INT_RANGES}
     if chosen_token:
         problem = tokens.token_problem(chosen_token)
@@ -425,6 +427,7 @@ class IngressRefused(Exception):
 # Ingress reads routes from a short-lived snapshot in the `state` cache instead of the database on every webhook.
 # Every write below drops the snapshot, so a rotation, deletion or deactivation counts at once in this process; the
 # short TTL bounds how long another process could see an older one.
+INTERFACE_ID_MAX_LENGTH = 255  # the stored column's size: checked here so every database behaves the same
 SNAPSHOT_TTL_SECONDS = 5
 MAX_SNAPSHOTS = 50_000  # route ids are checked against their grammar first, but any well-formed id can be asked for
 

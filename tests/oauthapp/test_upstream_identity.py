@@ -84,6 +84,12 @@ def test_oidc_missing_subject(provider):
         oidc(provider).verify(provider.id_token(sub=""))
 
 
+def test_a_subject_longer_than_a_stored_uid_is_refused(provider):
+    with pytest.raises(VerificationFailed, match="subject too long"):
+        oidc(provider).verify(provider.id_token(sub="s" * 256))
+    assert oidc(provider).verify(provider.id_token(sub="s" * 255)).uid == "s" * 255
+
+
 @pytest.mark.parametrize("verified", [False, None, "false", 1])
 def test_an_email_not_marked_verified_is_dropped(provider, verified):
     """Only `email_verified: true` lets an email match share invites (None: the claim is absent)."""
