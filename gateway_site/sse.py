@@ -17,7 +17,7 @@ from channels.generic.http import AsyncHttpConsumer
 from django.conf import settings
 
 from gateway_site.asgi_http import cors_headers
-from gateway_site.errors import ApiError, FrameworkError, TooManyRequests
+from gateway_site.errors import ApiError, FrameworkError, TooManyRequests, server_error
 from gateway_site.lifecycle import lifecycle
 from gateway_site.transport import SCOPE_KEY
 
@@ -80,9 +80,21 @@ class SseConsumer(AsyncHttpConsumer):
     """
 
     streaming = False
+    responded = False  # a response start (stream headers or an error) has been sent
     stream_owner = ""
     queued_bytes = 0
     cut = False
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Whatever fails while a message is handled, the stream ends and gives back all it holds (`disconnect`):
+        its subscriptions, its place in the per-user cap and in the shutdown drain (docs/protocol/decisions.md H9)."""
+        try:
+            await super().dispatch(message)
+        except StopConsumer:
+            raise
+        except Exception:
+            logger.exception("event stream failed", extra={"fields": {"path": self.scope.get("path", "")}})
+            await self._fail()
 
     async def http_request(self, message: dict[str, Any]) -> None:
         if message.get("more_body"):
@@ -92,13 +104,17 @@ class SseConsumer(AsyncHttpConsumer):
                 raise FrameworkError(503)
             await self.open_stream()
         except ApiError as exc:
-            await self._send_error(exc)
-            await self._finish()
+            if self.responded:
+                await self.end_stream()  # the headers are out: the stream just ends
+            else:
+                await self._send_error(exc)
+                await self._finish()
 
     async def open_stream(self) -> None:
         raise NotImplementedError
 
     async def _send_error(self, exc: ApiError) -> None:
+        self.responded = True
         response = exc.to_response()
         headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.items()]
         await self.send_response(exc.status, response.content, headers=headers + cors_headers(self.scope))
@@ -107,6 +123,7 @@ class SseConsumer(AsyncHttpConsumer):
         """Count the stream against `uid`'s cap (429 before any byte when over it), then send the headers."""
         open_streams.admit(uid, settings.GATEWAY.max_streams_per_user)
         self.stream_owner = uid
+        self.responded = True
         # Streams are served ahead of Django, so they add the CORS headers its middleware would (docs/protocol/config.md
         # §7).
         await self.send_headers(status=200, headers=SSE_HEADERS + cors_headers(self.scope))
@@ -140,6 +157,9 @@ class SseConsumer(AsyncHttpConsumer):
         self.streaming = False  # nothing more is written to an aborted connection
         await self._finish()
 
+    async def gateway_stream_failed(self, message: dict[str, Any]) -> None:
+        await self._fail()
+
     async def gateway_shutdown(self, message: dict[str, Any]) -> None:
         """The process is stopping (gateway_site.lifecycle): end the stream; clients reconnect with Last-Event-ID."""
         await self.end_stream()
@@ -162,17 +182,31 @@ class SseConsumer(AsyncHttpConsumer):
             await self.send_body(last, more_body=False)
         await self._finish()
 
+    async def _fail(self) -> None:
+        """End the response as well as it still can (a 500 before the headers, the end of the body after them)."""
+        with contextlib.suppress(Exception):
+            if self.streaming:
+                self.streaming = False
+                await self.send_body(b"", more_body=False)
+            elif not self.responded:
+                await self._send_error(server_error())
+        await self._finish()
+
     async def _finish(self) -> None:
         await self.disconnect()
         raise StopConsumer()
 
     async def disconnect(self) -> None:
+        """Give back everything the stream holds; safe to call more than once, and each step runs even if one
+        before it fails."""
         lifecycle.untrack(self)
         if self.stream_owner:
             open_streams.release(self.stream_owner)
             self.stream_owner = ""
         for task in getattr(self, "_tasks", []):
-            task.cancel()
+            if task is not asyncio.current_task():
+                task.cancel()
+        self._tasks: list[asyncio.Task[Any]] = []
         await self.leave_groups()
 
     async def leave_groups(self) -> None:
@@ -182,10 +216,22 @@ class SseConsumer(AsyncHttpConsumer):
         self._groups: list[str] = []
 
     async def join_group(self, group: str) -> None:
+        self._groups = [*getattr(self, "_groups", []), group]  # recorded first: a failed add is still discarded
         await self.channel_layer.group_add(group, self.channel_name)
-        self._groups = [*getattr(self, "_groups", []), group]
 
     def start_task(self, coro: Any) -> asyncio.Task[Any]:
+        """A task of this stream: cancelled when the stream ends; if it fails, the stream ends (`_fail`)."""
         task = asyncio.ensure_future(coro)
+        task.add_done_callback(self._task_done)
         self._tasks = [*getattr(self, "_tasks", []), task]
         return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        if task.cancelled() or task.exception() is None or task not in getattr(self, "_tasks", []):
+            return  # done, cancelled, or the stream has already ended
+        logger.error(
+            "event stream task failed",
+            exc_info=task.exception(),
+            extra={"fields": {"path": self.scope.get("path", "")}},
+        )
+        asyncio.ensure_future(self.channel_layer.send(self.channel_name, {"type": "gateway.stream_failed"}))

@@ -10,11 +10,11 @@ import time
 from typing import Any
 
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from gateway_site import asgi_http, safejson
 from gateway_site.auth import Principal, check_scopes, principal_from_scope, refuse_websocket
+from gateway_site.contained import ContainedWebsocketConsumer
 from gateway_site.errors import ApiError, Forbidden, FrameworkError
 from gateway_site.lifecycle import CLOSE_SERVICE_RESTART, lifecycle
 from gateway_site.sse import SseConsumer, comment_bytes, event_bytes
@@ -37,7 +37,7 @@ def transport_renewal_seconds(ttl: int) -> float:
     return ttl / 2
 
 
-class AgentConsumer(AsyncWebsocketConsumer):
+class AgentConsumer(ContainedWebsocketConsumer):
     """`/gateway/v1/agent/connect` (docs/protocol/relay.md §5): one socket per device; the newest replaces older
     ones."""
 

@@ -12,10 +12,10 @@ import time
 from typing import Any
 
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncWebsocketConsumer
 
 from gateway_site import asgi_http, safejson
 from gateway_site.auth import Principal, check_scopes, principal_from_scope, refuse_websocket
+from gateway_site.contained import ContainedWebsocketConsumer
 from gateway_site.errors import ApiError, FrameworkError, TooManyRequests
 from gateway_site.lifecycle import CLOSE_SERVICE_RESTART, lifecycle
 from relay import services as relay_services
@@ -49,7 +49,7 @@ def _route_ids(frame: dict[str, Any]) -> list[str]:
     return ids
 
 
-class TunnelConsumer(AsyncWebsocketConsumer):
+class TunnelConsumer(ContainedWebsocketConsumer):
     device_id = ""
     owner_uid = ""
     connection_id = ""
