@@ -95,6 +95,10 @@ _FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
 _INT_RE = re.compile(r"^[+-]?[0-9]+$")
 
 
+# The OAuth client's id and name are stored in django-oauth-toolkit's Application (255 characters each).
+OAUTH_STORED_MAX_LENGTH = 255
+
+
 class ConfigError(Exception):
     """A configuration value breaks a rule; the message names the variable and the rule."""
 
@@ -366,6 +370,9 @@ def load_config(environ_map: Mapping[str, str]) -> GatewayConfig:
     # Our additions to the contract, validated after the spec's rows.
     if not _INT_RE.match(port_raw) or not 1 <= int(port_raw) <= 65535:
         raise ConfigError("PORT must be an integer between 1 and 65535")
+    for name, default in (("OAUTH_DEFAULT_CLIENT_ID", "commands-agent"), ("OAUTH_CLIENT_NAME", "Commands.com Gateway")):
+        if len(read.string(name, default)) > OAUTH_STORED_MAX_LENGTH:  # stored in the OAuth application row
+            raise ConfigError(f"{name} must be at most {OAUTH_STORED_MAX_LENGTH} characters")
     transport_mode = read.lower("TRANSPORT_TOKEN_MODE", "optional")
     if transport_mode not in TRANSPORT_TOKEN_MODES:
         raise ConfigError(f'unsupported TRANSPORT_TOKEN_MODE="{transport_mode}" (use "optional" or "required")')

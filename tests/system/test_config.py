@@ -313,3 +313,9 @@ def test_ingress_base_url_gives_webhooks_a_host_of_their_own():
 )
 def test_a_bad_ingress_base_url_stops_start_up(value, message):
     assert error_of(JWT_SIGNING_KEY=KEY, INGRESS_BASE_URL=value).startswith(message)
+
+
+@pytest.mark.parametrize("name", ["OAUTH_DEFAULT_CLIENT_ID", "OAUTH_CLIENT_NAME"])
+def test_oauth_client_strings_fit_their_column(name):
+    assert getattr(config(**{name: "c" * 255}), name.lower()) == "c" * 255
+    assert error_of(JWT_SIGNING_KEY=KEY, **{name: "c" * 256}) == f"{name} must be at most 255 characters"
