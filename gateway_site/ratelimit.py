@@ -6,6 +6,7 @@ address, a route id), so the store caps how many it keeps and drops them once th
 
 from __future__ import annotations
 
+import math
 import time
 
 from gateway_site.boundedstore import bounded_store
@@ -23,6 +24,13 @@ def hit(bucket: str, limit: int, window: int, *, now: float | None = None) -> bo
     index = int(current // window)
     store = bounded_store("rate-windows", ttl=window * 2, max_entries=MAX_BUCKETS)
     return store.incr(f"{bucket}:{index}") <= limit
+
+
+def seconds_left(window: int, *, now: float | None = None) -> int:
+    """Whole seconds until the current window ends, rounded up: at least 1 (ingress's `Retry-After`,
+    docs/protocol/tunnels.md §5)."""
+    current = time.time() if now is None else now
+    return max(1, math.ceil(window - current % window))
 
 
 def enforce(bucket: str, limit: int, window: int, message: str = "too_many_requests") -> None:

@@ -70,7 +70,8 @@ def _allowed(bucket: str, limit: int) -> bool:
 
 
 def _retry_after() -> dict[str, str]:
-    return {"Retry-After": str(settings.GATEWAY.ingress_rate_window_seconds)}
+    """The time left in the window, not its length (docs/protocol/tunnels.md §5)."""
+    return {"Retry-After": str(ratelimit.seconds_left(settings.GATEWAY.ingress_rate_window_seconds))}
 
 
 def _scheme(scope: dict[str, Any]) -> str:

@@ -374,11 +374,21 @@ async def test_rate_limits_global_ip_and_route(setup, configure):
     await sync_to_async(configure)(ingress_route_limit_per_window=2, ingress_rate_window_seconds=30)
     assert [(await http.post(path)).status_code for _ in range(3)] == [503, 503, 429]
     limited = await http.post(path)
-    assert (limited.status_code, limited.text, limited.headers["retry-after"]) == (429, "Too Many Requests", "30")
+    assert (limited.status_code, limited.text) == (429, "Too Many Requests")
+    assert 1 <= int(limited.headers["retry-after"]) <= 30  # the time left in the 30 s window
     other = f"/integrations/rt_{'2' * 32}/tok"
     assert (await http.post(other)).status_code == 404  # another route has its own budget
     await sync_to_async(configure)(ingress_ip_limit_per_window=1, ingress_route_limit_per_window=100)
     assert (await http.post(f"/integrations/rt_{'3' * 32}/tok")).status_code == 429  # this IP used its budget
+
+
+def test_retry_after_is_the_time_left_in_the_window_rounded_up():
+    from gateway_site.ratelimit import seconds_left
+
+    assert seconds_left(30, now=3000.0) == 30  # a window just began
+    assert seconds_left(30, now=3010.2) == 20
+    assert seconds_left(30, now=3029.5) == 1
+    assert seconds_left(30, now=3029.999) == 1  # never 0
 
 
 async def test_health_counts_routes_and_tunnels(setup):
