@@ -171,6 +171,8 @@ GATEWAY_HEALTH_PROVIDERS: list[str] = [
     "tunnels.services.health_counts",
     "shares.services.health_counts",
 ]
+# Who else may use a device: the sharing app's grants (relay.access asks this source; the relay never imports shares).
+GATEWAY_GRANT_SOURCE = "shares.permissions.ShareGrants"
 # Device events streams re-check visibility and presence at least this often (docs/protocol/devices-and-shares.md §7).
 GATEWAY_DEVICE_EVENTS_WAKE_SECONDS = 30
 # Session events streams send a heartbeat and re-check access this often (docs/protocol/relay.md §4.5).

@@ -5,3 +5,8 @@ from django.apps import AppConfig
 
 class RelayConfig(AppConfig):
     name = "relay"
+
+    def ready(self) -> None:
+        from relay import signals
+
+        signals.device_deleted.connect(signals.relay_device_deleted, dispatch_uid="relay.device_deleted")

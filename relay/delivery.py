@@ -23,6 +23,20 @@ async def send_to_device(device_id: str, frame: dict[str, Any]) -> bool:
     return await socket.send_frame(frame)
 
 
+def agent_connection(device_id: str) -> str | None:
+    """The connection id of the device's agent socket in this process, None when it has none."""
+    socket = agents.get(device_id)
+    return socket.connection_id if socket is not None else None
+
+
+async def send_to_connection(device_id: str, connection_id: str, frame: dict[str, Any]) -> bool:
+    """Write one frame to the device's agent socket only if it is still connection `connection_id`."""
+    socket = agents.get(device_id)
+    if socket is None or socket.connection_id != connection_id:
+        return False
+    return await socket.send_frame(frame)
+
+
 async def notify_users(uids: Iterable[str], *, device_id: str, reason: str) -> None:
     """Wake the device-event streams of `uids` (their visible devices or statuses changed)."""
     layer = get_channel_layer()

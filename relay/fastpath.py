@@ -1,7 +1,7 @@
 """`POST /gateway/v1/sessions/{id}/messages` served on ASGI, ahead of Django (the relay's hot path).
 
-Same contract as the rest of the API (docs/protocol/relay.md §4.4): bearer auth, the JSON errors, CORS. The session
-lives in the ephemeral store; only a collaborator's first check in a minute reads the database, in a worker thread.
+Same contract as the rest of the API (docs/protocol/relay.md §4.4): bearer auth, the JSON errors, CORS. Parse, call
+relay.messaging, render.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from typing import Any
 from gateway_site import asgi_http
 from gateway_site.auth import principal_from_scope
 from gateway_site.errors import ApiError, BadRequest, server_error
-from relay import delivery, sessions
+from relay.messaging import session_message_post
+from relay.session_requests import idempotency_header, session_id_param
 
 logger = logging.getLogger("gateway.relay")
 PATH = re.compile(r"^/gateway/v1/sessions/([^/]+)/messages$")
@@ -23,15 +24,12 @@ async def messages(scope: dict[str, Any], receive: Any, send: Any, session_id: s
     body = await asgi_http.read_body(receive)
     try:
         principal = principal_from_scope(scope)
-        session_id = sessions.session_id_param(session_id)
-        header_key = sessions.idempotency_header(asgi_http.header(scope, b"x-idempotency-key"))
+        session_id = session_id_param(session_id)
+        key = idempotency_header(asgi_http.header(scope, b"x-idempotency-key"))
         data = asgi_http.json_object(scope, body, BadRequest("invalid request body"))
-        session = sessions.load(session_id)
-        await sessions.ensure_member(session, principal)
-        outgoing = sessions.message_prepare(principal=principal, session=session, header_key=header_key, body=data)
-        if not await delivery.send_to_device(outgoing.session["device_id"], outgoing.frame):
-            sessions.message_undo(outgoing)
-            raise sessions.agent_unavailable(outgoing.session)
+        response = await session_message_post(
+            principal=principal, session_id=session_id, idempotency_key=key, body=data
+        )
     except ApiError as exc:
         await asgi_http.respond_error(send, scope, exc)
         return
@@ -39,4 +37,4 @@ async def messages(scope: dict[str, Any], receive: Any, send: Any, session_id: s
         logger.exception("message relay failed")
         await asgi_http.respond_error(send, scope, server_error())
         return
-    await asgi_http.respond_json(send, scope, 202, outgoing.response)
+    await asgi_http.respond_json(send, scope, 202, response)

@@ -23,20 +23,22 @@ def frame_type(frame: dict[str, Any]) -> str:
     return ""
 
 
-def _alias(frame: dict[str, Any], snake: str, camel: str) -> str:
+def alias(data: dict[str, Any], snake: str, camel: str) -> str:
+    """`snake_case | camelCase` (docs/protocol/relay.md §1): only JSON strings count, trimmed, empty means absent; snake
+    wins."""
     for key in (snake, camel):
-        value = frame.get(key)
+        value = data.get(key)
         if isinstance(value, str) and value.strip():
             return value.strip()
     return ""
 
 
 def session_id_of(frame: dict[str, Any]) -> str:
-    return _alias(frame, "session_id", "sessionId")
+    return alias(frame, "session_id", "sessionId")
 
 
 def handshake_id_of(frame: dict[str, Any]) -> str:
-    return _alias(frame, "handshake_id", "handshakeId")
+    return alias(frame, "handshake_id", "handshakeId")
 
 
 def gateway_connected(device_id: str, now: float) -> dict[str, Any]:

@@ -12,8 +12,3 @@ def _digest(value: str) -> str:
 def user_group(uid: str) -> str:
     """Device-change notifications for one user (uids may hold any character, so they are hashed)."""
     return f"relay.user.{_digest(uid)}"
-
-
-def device_group(device_id: str) -> str:
-    """The agent socket of one device, for senders in other processes."""
-    return f"relay.device.{_digest(device_id)}"

@@ -16,10 +16,10 @@ from gateway_site.auth import Principal
 from gateway_site.errors import BadRequest, Forbidden, NotFound, TooManyRequests
 from gateway_site.ids import canonical_email, is_valid_id, validate_id
 from gateway_site.jsonbody import field
+from relay import access
 from relay.models import Device
 from relay.registry import agents
 from relay.stores import Presence, presence
-from shares import permissions
 
 MAX_DEVICES_PER_OWNER = 200
 MAX_DISPLAY_NAME = 128
@@ -73,7 +73,7 @@ def device_identity_put(*, principal: Principal, device_id: str, body: dict[str,
     with transaction.atomic():
         device = Device.objects.filter(device_id=device_id).first()
         if device is not None:
-            if not permissions.is_owner(device, principal, email_fallback=True):
+            if not access.is_owner(device, principal, email_fallback=True):
                 raise Forbidden("you do not own this device")
             device.owner_uid = principal.uid
             device.owner_email = canonical_email(principal.email)
@@ -100,7 +100,7 @@ def device_identity_get(*, principal: Principal, device_id: str) -> dict[str, st
     device = Device.objects.filter(device_id=device_id).first()
     if device is None:
         raise NotFound("device not found")
-    if not permissions.can_read_identity(device, principal):
+    if not access.can_read_identity(device, principal):
         raise Forbidden("forbidden")
     if not device.public_key:
         raise NotFound("device identity not found")
@@ -114,7 +114,7 @@ def device_identity_get(*, principal: Principal, device_id: str) -> dict[str, st
 # -- visibility and listing ---------------------------------------------------------------------------------------
 
 
-def _presence_of(accesses: list[permissions.DeviceAccess]) -> dict[str, Presence]:
+def _presence_of(accesses: list[access.DeviceAccess]) -> dict[str, Presence]:
     return presence.get_many([a.device.device_id for a in accesses])
 
 
@@ -125,11 +125,11 @@ def _online(record: Presence | None, now: float) -> bool:
 def device_list(*, principal: Principal) -> list[dict[str, Any]]:
     """`GET /devices` (§6): online first, then updated_at descending, then device_id."""
     now = time.time()
-    accesses = permissions.visible_devices(principal)
+    accesses = access.visible_devices(principal)
     records = _presence_of(accesses)
     rows: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
-    for access in accesses:
-        device = access.device
+    for entry in accesses:
+        device = entry.device
         record = records.get(device.device_id)
         online = _online(record, now)
         updated = device.updated_at or datetime.fromtimestamp(now, tz=UTC)
@@ -150,9 +150,9 @@ def device_list(*, principal: Principal) -> list[dict[str, Any]]:
             item["connected_at"] = rfc3339(record.connected_at)
             item["last_seen_at"] = rfc3339(record.last_seen_at)
         item["device_class"] = "agent"
-        item["role"] = access.role
-        if access.role == "collaborator":
-            item["grant_id"] = access.grant_id
+        item["role"] = entry.role
+        if entry.role == "collaborator":
+            item["grant_id"] = entry.grant_id
         rows.append(((0 if online else 1, -updated.timestamp(), device.device_id), item))
     rows.sort(key=lambda row: row[0])
     return [item for _, item in rows]
@@ -162,15 +162,15 @@ def device_view(*, principal: Principal) -> tuple[dict[str, tuple[str, str]], in
     """The events stream's view: visible device id -> (status, at), `at` = last_seen_at when online, else '';
     and the earliest future grant expiry among the shared devices (0 if none), when the view changes by itself."""
     now = time.time()
-    accesses = permissions.visible_devices(principal)
+    accesses = access.visible_devices(principal)
     records = _presence_of(accesses)
     statuses: dict[str, tuple[str, str]] = {}
-    for access in accesses:
-        record = records.get(access.device.device_id)
+    for entry in accesses:
+        record = records.get(entry.device.device_id)
         if _online(record, now) and record is not None:
-            statuses[access.device.device_id] = ("online", rfc3339(record.last_seen_at))
+            statuses[entry.device.device_id] = ("online", rfc3339(record.last_seen_at))
         else:
-            statuses[access.device.device_id] = ("offline", "")
+            statuses[entry.device.device_id] = ("offline", "")
     expiries = [a.expires_at for a in accesses if a.role == "collaborator" and a.expires_at > now]
     return statuses, int(min(expiries)) if expiries else 0
 
@@ -195,15 +195,15 @@ def device_delete(*, principal: Principal, device_id: str) -> list[str]:
     device = Device.objects.filter(device_id=device_id).first()
     if device is None:
         raise NotFound("device not found")
-    access = permissions.device_access(device, principal)
-    if access is None:
+    entry = access.device_access(device, principal)
+    if entry is None:
         raise NotFound("device not found")
-    if access.role != "owner":
+    if entry.role != "owner":
         raise Forbidden("you do not own this device")
-    affected = permissions.users_with_access(device_id)
+    affected = access.users_with_access(device_id)
     device.delete()  # its grants go with it (shares.Grant cascades)
     for uid in affected:
-        permissions.forget_access(device_id, uid)
+        access.forget_access(device_id, uid)
     presence.clear(device_id)
     return affected
 
@@ -245,7 +245,7 @@ def agent_admit(*, principal: Principal, device_id: str | None, x_device_id: str
     if agents.count_for_owner(principal.uid, excluding_device=device_id) >= MAX_AGENT_SOCKETS_PER_OWNER:
         raise TooManyRequests("too many agent connections")
     return AgentAdmission(
-        device_id=device_id, owner_uid=device.owner_uid, audience=tuple(permissions.users_with_access(device_id))
+        device_id=device_id, owner_uid=device.owner_uid, audience=tuple(access.users_with_access(device_id))
     )
 
 

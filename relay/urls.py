@@ -14,7 +14,7 @@ urlpatterns = [
     path("gateway/v1/devices/<str:device_id>", views.device_detail),
     path("gateway/v1/sessions/<str:session_id>/handshake/client-init", session_views.client_init),
     path("gateway/v1/sessions/<str:session_id>/handshake/agent-ack", session_views.agent_ack),
-    path("gateway/v1/sessions/<str:session_id>/handshake/<str:handshake_id>", session_views.handshake),
+    path("gateway/v1/sessions/<str:session_id>/handshake/<str:handshake_id>", session_views.handshake_read),
     path("gateway/v1/sessions/<str:session_id>/messages", session_views.messages),
     path("gateway/v1/sessions/<str:session_id>/events", session_views.session_events_non_get),
 ]

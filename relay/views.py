@@ -9,9 +9,8 @@ from gateway_site.auth import check_scopes
 from gateway_site.errors import FrameworkError, json_response, method_not_allowed
 from gateway_site.jsonbody import json_object
 from gateway_site.views import api_view
-from relay import delivery, services, sessions
-from tunnels import delivery as tunnel_delivery
-from tunnels import services as tunnel_services
+from relay import services, signals
+from relay.models import Device
 
 
 @api_view("GET", "PUT")
@@ -33,21 +32,10 @@ def device_list(request: HttpRequest) -> HttpResponse:
 @api_view("DELETE")
 def device_detail(request: HttpRequest, device_id: str) -> HttpResponse:
     device_id = services.validate_device_path(device_id)
-    routes = tunnel_services.route_ids_of_device(device_id)
     affected = services.device_delete(principal=request.principal, device_id=device_id)  # type: ignore[attr-defined]
-    async_to_sync(delivery.close_device)(device_id)
-    # Its routes went with it (cascade): no webhook may reach the device's tunnel any more.
-    async_to_sync(tunnel_delivery.routes_removed)(routes)
-    # Subscribers get `session.ended` (device_deleted) before the sessions themselves go (docs/protocol/decisions.md D1,
-    # R4).
-    for session_id in sessions.sessions_of_device_delete(device_id):
-        async_to_sync(_end_streams)(session_id)
-    async_to_sync(delivery.access_ended)(uids=affected, device_id=device_id, reason="device_deleted")
+    # Every app with live state about the device acts on it: relay.signals.relay_device_deleted, tunnels.delivery.
+    async_to_sync(signals.device_deleted.asend)(sender=Device, device_id=device_id, affected_uids=affected)
     return HttpResponse(status=204)
-
-
-async def _end_streams(session_id: str) -> None:
-    delivery.end_session_streams(session_id, "device_deleted")
 
 
 @api_view("GET")
@@ -64,5 +52,5 @@ def agent_connect_http(request: HttpRequest) -> HttpResponse:
 
 @api_view("GET")
 def device_events_non_get(request: HttpRequest) -> HttpResponse:
-    """GET of the events stream is served by relay.consumers.DeviceEventsConsumer; other methods land here."""
+    """GET of the events stream is served by relay.event_streams.DeviceEventsConsumer; other methods land here."""
     raise method_not_allowed(["GET"])  # only HEAD gets here: a stream has nothing to show without its body

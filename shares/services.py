@@ -1,8 +1,8 @@
 """Sharing rules (docs/protocol/devices-and-shares.md §8-9, §12 with docs/protocol/decisions.md D2): invites, accept,
 grant history, revoke, leave.
 
-State changes return the uids whose live streams must hear about them; the views announce them on the channel
-layer (shares.delivery) after the transaction.
+State changes return the uids whose live streams must hear about them; the views announce them through the relay's
+delivery seam (relay.delivery) after the transaction.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from django.db import transaction
 from gateway_site.auth import Principal
 from gateway_site.errors import BadRequest, Conflict, Forbidden, Gone, NotFound, TooManyRequests
 from gateway_site.ids import canonical_email, validate_id
+from relay import access
 from relay.models import Device
 from shares import permissions
 from shares.models import Grant, InviteToken
@@ -247,7 +248,7 @@ def _end_grant(*, grant_id: str, principal: Principal, as_owner: bool) -> GrantE
             status=Grant.REVOKED, revoked_at=now, revoked_by_uid=principal.uid, updated_at=now
         )
     if grant.grantee_uid:
-        permissions.forget_access(grant.device_id, grant.grantee_uid)
+        access.forget_access(grant.device_id, grant.grantee_uid)
     return GrantEnded(grant.grant_id, grant.device_id, grant.grantee_uid, changed=True)
 
 

@@ -24,6 +24,8 @@ class TunnelSocket(Protocol):
 
     async def close_replaced(self) -> None: ...
 
+    async def route_deactivated(self, route_id: str, reason: str) -> None: ...
+
 
 class TunnelRegistry:
     def __init__(self) -> None:
@@ -63,6 +65,11 @@ class TunnelRegistry:
 
     def holder(self, route_id: str) -> TunnelSocket | None:
         return self._route_owner.get(route_id)
+
+    def routes_of_device(self, device_id: str) -> list[str]:
+        """The routes active on the device's tunnel socket in this process."""
+        socket = self._by_device.get(device_id)
+        return sorted(socket.routes) if socket is not None else []
 
     def count(self) -> int:
         return len(self._by_device)

@@ -444,6 +444,11 @@ def forget_snapshot(route_id: str) -> None:
     _snapshots().delete(_snapshot_key(route_id))
 
 
+def route_row_deleted(sender: Any, *, instance: IntegrationRoute, **kwargs: Any) -> None:
+    """`post_delete` of a route row: forget its snapshot."""
+    forget_snapshot(instance.route_id)
+
+
 def cached_snapshot(route_id: str) -> dict[str, Any] | None:
     """The cached snapshot, `{}` for a route known not to exist, None when it must be loaded."""
     value = _snapshots().get(_snapshot_key(route_id))

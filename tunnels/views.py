@@ -14,7 +14,6 @@ from gateway_site.errors import BadRequest, json_response
 from gateway_site.operator import verify_operator_token
 from gateway_site.views import api_view
 from tunnels import delivery, services
-from tunnels.registry import tunnels
 
 logger = logging.getLogger("gateway.tunnels")
 
@@ -35,9 +34,7 @@ def _body(request: HttpRequest) -> dict[str, Any]:
 
 
 def _deactivate(route_id: str, reason: str) -> None:
-    holder = tunnels.holder(route_id)
-    if holder is not None:
-        async_to_sync(holder.route_deactivated)(route_id, reason)  # type: ignore[attr-defined]
+    async_to_sync(delivery.route_deactivated)(route_id, reason)
 
 
 @api_view("GET", "POST")

@@ -11,7 +11,7 @@ import httpx
 import pytest
 import websockets
 
-from relay.consumers import MAX_FRAME_BYTES
+from relay.agent_socket import MAX_FRAME_BYTES
 from tests.e2e.test_encrypted_session_live import Events, agent_loop, handshake
 from tests.e2ee import AgentSide, ClientSide
 from tests.helpers import procfile_server, uvicorn_server

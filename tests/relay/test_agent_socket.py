@@ -11,7 +11,8 @@ from channels.testing import WebsocketCommunicator
 from django.conf import settings
 
 from gateway_site.asgi import application
-from relay import consumers, services, transport
+from relay import agent_socket as consumers
+from relay import services, transport
 from relay.registry import agents
 from relay.stores import presence
 from tests.relay_helpers import AgentSocket, auth, register, token_for
@@ -121,7 +122,7 @@ async def test_greeting_frames(device):
 
 
 def test_transport_tokens_are_renewed_at_half_their_lifetime():
-    from relay.consumers import transport_renewal_seconds
+    from relay.agent_socket import transport_renewal_seconds
 
     assert transport_renewal_seconds(3600) == 1800 and transport_renewal_seconds(30) == 15
 

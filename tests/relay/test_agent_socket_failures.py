@@ -9,7 +9,8 @@ from asgiref.sync import sync_to_async
 
 from gateway_site.asgi import application
 from gateway_site.lifecycle import lifecycle
-from relay import consumers as relay_consumers
+from relay import agent_frames
+from relay import agent_socket as relay_consumers
 from relay.registry import agents
 from relay.stores import presence
 from tests.relay_helpers import AgentSocket, register, token_for
@@ -33,7 +34,7 @@ async def test_a_failing_agent_frame_closes_with_1011_and_takes_the_device_offli
     agent = AgentSocket(application, token_for("owner-1"), "dev_fail0001")
     await agent.open()
     assert presence.get("dev_fail0001") is not None and lifecycle.live_count() == before + 1
-    monkeypatch.setattr(relay_consumers.sessions, "agent_frame", boom)
+    monkeypatch.setattr(agent_frames, "_outcome", boom)
     await agent.send({"type": "session.progress", "session_id": "00000000-0000-4000-8000-000000000000", "seq": 1})
     assert await closed_with(agent) == 1011
     assert presence.get("dev_fail0001") is None and agents.get("dev_fail0001") is None

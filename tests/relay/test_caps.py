@@ -70,11 +70,11 @@ def test_the_backlog_keeps_the_newest_events_within_its_byte_budget():
 
 
 def test_the_backlog_budget_applies_to_stored_agent_frames(configure):
-    from relay import sessions as relay_sessions
+    from relay.session_events import session_event_publish
 
     configure(session_backlog_bytes=64 * 1024)
     for _ in range(20):
-        relay_sessions.store_event(("sess_budget_02", "session.event", "z" * 10_000))
+        session_event_publish("sess_budget_02", "session.event", "z" * 10_000)
     assert sessions.backlog_bytes("sess_budget_02") <= 64 * 1024
     assert len(sessions.events_after("sess_budget_02", 0)) == 6
 

@@ -111,12 +111,14 @@ async def test_pending_request_is_delivered_when_the_agent_connects():
         second = await open_agent()
         assert (await second.recv())["session_id"] == "sess_1234"
         # ... but the same socket never gets it twice, however often the client polls (R5).
-        relay_sessions.RESEND_AFTER_SECONDS, saved = 0, relay_sessions.RESEND_AFTER_SECONDS
+        from relay import handshake
+
+        handshake.RESEND_AFTER_SECONDS, saved = 0, handshake.RESEND_AFTER_SECONDS
         try:
             for _ in range(3):
                 await http.get("/gateway/v1/sessions/sess_1234/handshake/hs_1234", headers=bearer(OWNER))
         finally:
-            relay_sessions.RESEND_AFTER_SECONDS = saved
+            handshake.RESEND_AFTER_SECONDS = saved
         assert await second.nothing()
         await second.close()
 

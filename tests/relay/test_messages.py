@@ -254,3 +254,13 @@ async def test_messages_touch_no_database(live, monkeypatch):
     monkeypatch.setattr(BaseDatabaseWrapper, "cursor", no_database)
     assert (await post(http, client.session_id, frame)).status_code == 202
     await agent.recv()
+
+
+async def test_a_post_to_messages_never_reaches_the_django_route():
+    """relay.fastpath serves every POST; the Django route only completes the route table and answers other methods
+    with 405. Were a POST to reach it, its view would raise (a 500), never answer `session not found`."""
+    async with http_client(application) as http:
+        response = await http.post("/gateway/v1/sessions/sess_nowhere1/messages", json={}, headers=bearer(OWNER))
+        other = await http.get("/gateway/v1/sessions/sess_nowhere1/messages", headers=bearer(OWNER))
+    assert response.status_code == 404 and response.json() == {"error": "session not found"}
+    assert other.status_code == 405 and other.headers["allow"] == "POST"

@@ -9,7 +9,7 @@ from asgiref.sync import sync_to_async
 
 from gateway_site.asgi import application
 from relay import sessions as relay_sessions
-from relay.consumers import SessionEventsConsumer
+from relay.event_streams import SessionEventsConsumer
 from relay.registry import streams
 from relay.session_store import sessions as store
 from tests.relay.session_fixtures import DEVICE, OWNER, handshake, make_device, open_agent
@@ -213,11 +213,11 @@ async def test_heartbeat_and_lost_access(live, settings, client):
     await stream.read_until(b"}\n\n")
     await stream.read_until(b":heartbeat\n\n")
     # Access disappears without an announcement (as if by expiry): the next heartbeat notices.
-    from shares import permissions
+    from relay import access
     from shares.models import Grant
 
     await sync_to_async(Grant.objects.filter(pk=grant_id).update)(grant_expires_at=1)
-    await sync_to_async(permissions.forget_access)(DEVICE, "bob-2")
+    await sync_to_async(access.forget_access)(DEVICE, "bob-2")
     raw = await stream.read_until(b":authorization_revoked\n\n", timeout=3)
     assert raw.endswith(b":authorization_revoked\n\n")
     assert (await stream.chunk()) == b"" and stream.more is False

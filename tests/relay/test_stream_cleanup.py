@@ -9,7 +9,7 @@ from asgiref.sync import sync_to_async
 from gateway_site.asgi import application
 from gateway_site.lifecycle import lifecycle
 from gateway_site.sse import open_streams
-from relay import consumers
+from relay import event_streams as consumers
 from relay.registry import streams
 from tests.relay.session_fixtures import OWNER, handshake, make_device, open_agent
 from tests.relay_helpers import Stream, http_client, register, token_for
@@ -63,7 +63,7 @@ async def test_a_failure_before_the_headers_is_a_json_500_and_nothing_stays_regi
 async def test_a_failure_during_the_replay_ends_the_stream_and_releases_it(live, monkeypatch):
     _, _, client = live
     before = lifecycle.live_count()
-    monkeypatch.setattr(consumers.sessions.sessions, "events_after", boom)
+    monkeypatch.setattr(consumers.store, "events_after", boom)
     stream = Stream(application, f"/gateway/v1/sessions/{client.session_id}/events", OWNER)
     assert await stream.open() == 200
     assert (await read_to_end(stream)).startswith(b":connected\n\n")

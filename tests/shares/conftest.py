@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from relay import access
 from shares import permissions
 
 
@@ -21,4 +22,5 @@ def clock(monkeypatch):
 
     c = Clock()
     monkeypatch.setattr(permissions, "now", lambda: c.now)
+    monkeypatch.setattr(access, "now", lambda: c.now)
     return c

@@ -1,0 +1,202 @@
+"""Frames from the agent socket that concern a session (docs/protocol/relay.md §5.6 with docs/protocol/decisions.md
+R3, R5): acks, encrypted replies and the rest, checked against the session and turned into stream events.
+
+Per frame only the ephemeral store is read; an ack also reads the device's identity key (database, in a thread).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+from gateway_site.errors import ApiError
+from relay import crypto, envelope, session_frames
+from relay.frames import alias
+from relay.handshake import AckRejected, accept_ack, device_identity_key, verify_ack
+from relay.session_events import session_event_publish
+from relay.session_requests import ack_proof
+from relay.session_store import Session
+from relay.sessions import ACKNOWLEDGED, AGENT_ERROR, dumps, sessions, unix_now
+from relay.transport import rfc3339
+
+logger = logging.getLogger("gateway.relay")
+
+R3_FIELDS = frozenset({"type", "session_id", "message_id", "error", "code", "reason"})
+R3_MAX_BYTES = 1024
+
+
+async def session_agent_frame(*, device_id: str, frame: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    """Steps 3-8 of §5.6 for a frame that passed the transport check (transport fields already removed): publishes
+    the event it yields, if any, and returns the frames to answer the agent with."""
+    identity_key = None
+    if kind == "session.handshake.ack":
+        identity_key = await database_sync_to_async(device_identity_key)(device_id)
+    outcome = _outcome(device_id, frame, kind, identity_key)
+    if outcome.event is not None:
+        session_event_publish(*outcome.event)
+    return outcome.replies
+
+
+@dataclass
+class FrameOutcome:
+    """What one frame yields: replies to the agent and an event for the session's stream."""
+
+    replies: list[dict[str, Any]] = field(default_factory=list)
+    event: tuple[str, str, str] | None = None  # (session_id, SSE event name, JSON data)
+
+
+def _r3_plaintext_error(frame: dict[str, Any]) -> str | None:
+    """docs/protocol/decisions.md R3: the reason of a relayable plaintext `session.error`, else None."""
+    if set(frame) - R3_FIELDS:
+        return None
+    if any(not isinstance(value, str) for value in frame.values()):
+        return None
+    if len(dumps(frame).encode("utf-8")) > R3_MAX_BYTES:
+        return None
+    return frame.get("reason") or frame.get("error") or frame.get("code") or "agent_error"
+
+
+def _outcome(device_id: str, frame: dict[str, Any], kind: str, identity_key: str | None = None) -> FrameOutcome:
+    """Steps 3-8 of §5.6 for a frame that passed the transport check (transport fields already removed).
+
+    For `session.handshake.ack` the caller passes the device's identity key (read from the database).
+    """
+    session_id = alias(frame, "session_id", "sessionId")
+    handshake_id = alias(frame, "handshake_id", "handshakeId")
+    if not session_id:
+        return FrameOutcome()
+    session = sessions.get(session_id)
+    if kind == "session.handshake.ack":
+        return _agent_ack_frame(device_id, frame, session, handshake_id, identity_key or "")
+    if (
+        session is None
+        or session["device_id"] != device_id
+        or (handshake_id and handshake_id != session["handshake_id"])
+        or session["status"] != ACKNOWLEDGED
+    ):
+        return FrameOutcome(replies=[session_frames.unauthorized_session_frame(session_id, handshake_id)])
+    if kind in ("session.progress", "session.result", "session.error", "session.message"):
+        return _encrypted_frame(session, frame, kind)
+    out = dict(frame)
+    if not out.get("conversation_id"):
+        out["conversation_id"] = session["conversation_id"]
+    return FrameOutcome(event=(session_id, "session.event", dumps(out)))
+
+
+def _encrypted_frame(session: Session, frame: dict[str, Any], kind: str) -> FrameOutcome:
+    session_id = session["session_id"]
+    out = dict(frame)
+    out["conversation_id"] = session["conversation_id"]
+    broken = envelope.violation(out)
+    if broken is not None:
+        sessions.update(session_id, lambda record: record.__setitem__("updated_at", unix_now()))
+        if kind == "session.error" and settings.GATEWAY.require_encrypted_frames:
+            reason = _r3_plaintext_error(frame)
+            if reason is not None:
+                data = {"type": "session.error", "session_id": session_id, "reason": reason}
+                return FrameOutcome(event=(session_id, "session.error", dumps(data)))
+        if settings.GATEWAY.require_encrypted_frames:
+            logger.info(
+                "unencrypted agent frame dropped", extra={"fields": {"session_id": session_id, "violation": broken}}
+            )
+            return FrameOutcome()
+        return FrameOutcome(event=(session_id, "session.event", dumps(out)))
+    seq = envelope.parse_seq(out["seq"])
+
+    def advance(record: Session) -> bool:
+        if seq is None or seq <= record["seq_agent_to_client"]:
+            return False
+        record["seq_agent_to_client"] = seq
+        record["updated_at"] = unix_now()
+        return True
+
+    _, accepted = sessions.update(session_id, advance)
+    if not accepted:
+        logger.info("agent frame replay dropped", extra={"fields": {"session_id": session_id}})
+        return FrameOutcome()
+    return FrameOutcome(event=(session_id, "session.event", dumps(out)))
+
+
+def _agent_ack_frame(
+    device_id: str, frame: dict[str, Any], session: Session | None, handshake_id: str, identity_key: str
+) -> FrameOutcome:
+    if (
+        session is None
+        or session["device_id"] != device_id
+        or (handshake_id and handshake_id != session["handshake_id"])
+    ):
+        return FrameOutcome()
+    session_id = session["session_id"]
+    out = dict(frame)
+    out.update(
+        {
+            "handshake_id": session["handshake_id"],
+            "conversation_id": session["conversation_id"],
+            "session_id": session_id,
+            "device_id": session["device_id"],
+        }
+    )
+    proof = ack_proof(frame)
+    already = session["status"] == ACKNOWLEDGED
+    if already and (proof.agent_key != session["agent_ephemeral_public_key"] or frame.get("status") == "error"):
+        # R5, and an acknowledged session is never demoted by a later ack.
+        return FrameOutcome(
+            replies=[
+                {
+                    "type": "agent.error",
+                    "error": "handshake already acknowledged",
+                    "session_id": session_id,
+                    "handshake_id": session["handshake_id"],
+                }
+            ]
+        )
+    if frame.get("status") == "error":
+        message = next(
+            (
+                v.strip()
+                for v in (frame.get("error"), frame.get("details"), frame.get("message"))
+                if isinstance(v, str) and v.strip()
+            ),
+            "agent handshake error",
+        )
+        return _ack_failed(session_id, out, message)
+    try:
+        if not (proof.agent_key and proof.signature and proof.transcript_hash):
+            raise AckRejected("missing handshake ack fields from agent websocket frame", 400, "")
+        if not identity_key:
+            raise AckRejected("device identity not found", 404, "")
+        raw = crypto.b64decode_strict(proof.agent_key)
+        if raw is None:
+            raise AckRejected("invalid x25519 public key encoding: not standard padded base64", 400, "")
+        if len(raw) != 32:
+            raise AckRejected(f"invalid x25519 public key length: got {len(raw)} want 32", 400, "")
+        verify_ack(session, identity_key=identity_key, proof=proof)
+    except AckRejected as exc:
+        if already:  # a failing copy of the accepted ack: refuse it, change nothing
+            return FrameOutcome(replies=[{"type": "agent.error", "error": exc.reason, "session_id": session_id}])
+        return _ack_failed(session_id, out, exc.reason)
+    try:
+        stored = accept_ack(session_id, proof)
+    except ApiError as exc:  # another key's ack won meanwhile (409)
+        return FrameOutcome(replies=[{"type": "agent.error", "error": exc.message, "session_id": session_id}])
+    out["status"] = ACKNOWLEDGED
+    out["updated_at"] = rfc3339(stored["updated_at"])
+    return FrameOutcome(event=(session_id, "session.event", dumps(out)))
+
+
+def _ack_failed(session_id: str, out: dict[str, Any], message: str) -> FrameOutcome:
+    def fail(record: Session) -> None:
+        record["status"] = AGENT_ERROR
+        record["last_error"] = message
+        record["sent_to_connection"] = ""  # a new client-init may hand the request to the agent again
+        record["updated_at"] = unix_now()
+
+    sessions.update(session_id, fail)
+    out["status"] = AGENT_ERROR
+    out["error"] = message
+    logger.info("agent ack failed", extra={"fields": {"session_id": session_id, "reason": message}})
+    return FrameOutcome(event=(session_id, "session.event", dumps(out)))
