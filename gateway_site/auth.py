@@ -16,6 +16,7 @@ from django.utils.deprecation import MiddlewareMixin
 
 from gateway_site.errors import ApiError, Forbidden, Unauthorized
 from gateway_site.middleware import render_exception
+from gateway_site.signing import InvalidToken, verify_access_token
 
 PROTECTED_PREFIX = "/gateway/v1/"
 OPTIONAL_AUTH_PATHS = frozenset({"/gateway/v1/health"})
@@ -60,8 +61,6 @@ def bearer_token(header: str | None) -> str:
 
 def authenticate(header: str | None) -> Principal:
     """Validate an Authorization header value; raises Unauthorized with the contract's message."""
-    from oauthapp.tokens import InvalidToken, verify_access_token
-
     token = bearer_token(header)
     if not token:
         raise Unauthorized(MISSING_TOKEN)
