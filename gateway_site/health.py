@@ -7,7 +7,6 @@ shutting down (gateway_site.lifecycle).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from functools import cache
 from importlib.resources import files
 
@@ -18,11 +17,8 @@ from django.utils.module_loading import import_string
 from gateway_site import __version__
 from gateway_site.errors import json_response
 from gateway_site.lifecycle import lifecycle
+from gateway_site.timefmt import rfc3339_now
 from gateway_site.views import api_view
-
-
-def rfc3339_now() -> str:
-    return datetime.now(tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @api_view("GET")

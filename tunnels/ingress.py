@@ -21,7 +21,7 @@ from django.conf import settings
 from gateway_site import asgi_http, ratelimit
 from gateway_site.clientip import client_ip_from_scope
 from gateway_site.errors import JSON_CONTENT_TYPE
-from relay.transport import rfc3339
+from gateway_site.timefmt import rfc3339
 from tunnels import services, tokens
 from tunnels.registry import InflightFull, inflight, tunnels
 

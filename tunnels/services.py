@@ -18,6 +18,7 @@ from gateway_site.auth import Principal
 from gateway_site.boundedstore import BoundedStore, bounded_store
 from gateway_site.errors import ApiError
 from gateway_site.ids import canonical_email, is_valid_id
+from gateway_site.timefmt import rfc3339
 from relay.models import Device
 from tunnels import tokens
 from tunnels.models import IntegrationRoute
@@ -50,10 +51,6 @@ def invalid(message: str) -> RouteError:
 
 def _now() -> datetime:
     return datetime.now(tz=UTC).replace(microsecond=0)
-
-
-def rfc3339(value: datetime | None) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if value else ""
 
 
 def public_url(route_id: str, token: str) -> str:
