@@ -13,7 +13,7 @@ from typing import Any
 
 from django.conf import settings
 
-from gateway_site import safejson
+from gateway_site import jsonbody
 from gateway_site.errors import JSON_CONTENT_TYPE, ApiError
 
 Headers = list[tuple[bytes, bytes]]
@@ -108,15 +108,4 @@ async def respond_error(send: Any, scope: Mapping[str, Any], error: ApiError) ->
 
 def json_object(scope: Mapping[str, Any], body: bytes, error: ApiError) -> dict[str, Any]:
     """As gateway_site.jsonbody.json_object, for a raw ASGI request."""
-    content_type = (header(scope, b"content-type") or "").split(";", 1)[0].strip().lower()
-    if content_type != "application/json":
-        raise error
-    try:
-        data = safejson.loads(body)
-    except safejson.InvalidJson:
-        raise error from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise error
-    return data
+    return jsonbody.parse_object(body, header(scope, b"content-type"), error)
