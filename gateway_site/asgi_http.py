@@ -11,9 +11,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from django.conf import settings
-
-from gateway_site import jsonbody
+from gateway_site import cors, jsonbody
 from gateway_site.errors import JSON_CONTENT_TYPE, ApiError
 
 Headers = list[tuple[bytes, bytes]]
@@ -68,17 +66,11 @@ async def read_body_capped(receive: Any, limit: int) -> bytes | None:
 
 
 def cors_headers(scope: Mapping[str, Any]) -> Headers:
-    """The headers GatewayCorsMiddleware adds to an actual (non-preflight) response (docs/protocol/config.md §7)."""
-    origin = header(scope, b"origin")
-    if settings.CORS_ALLOW_ALL_ORIGINS:
-        return [(b"access-control-allow-origin", b"*")] if origin else []
-    headers: Headers = [(b"vary", b"origin")]
-    if origin and any(pattern.match(origin) for pattern in settings.CORS_ALLOWED_ORIGIN_REGEXES):
-        headers += [
-            (b"access-control-allow-origin", origin.encode("latin-1")),
-            (b"access-control-allow-credentials", b"true"),
-        ]
-    return headers
+    """The CORS headers of an actual (non-preflight) response (gateway_site.cors, docs/protocol/config.md §7):
+    `Vary: origin` unless every origin is allowed, and the allow-origin headers for an allowed origin."""
+    headers: Headers = [] if cors.all_origins_allowed() else [(b"vary", b"origin")]
+    allowed = cors.allow_origin_headers(header(scope, b"origin"))
+    return headers + [(name.encode("latin-1"), value.encode("latin-1")) for name, value in allowed]
 
 
 async def respond(
