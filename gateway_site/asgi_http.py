@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from gateway_site import cors, jsonbody
-from gateway_site.errors import JSON_CONTENT_TYPE, ApiError
+from gateway_site.errors import JSON_CONTENT_TYPE, ApiError, render
 
 Headers = list[tuple[bytes, bytes]]
 SECURITY_HEADERS: Headers = [
@@ -93,9 +93,12 @@ async def respond_json(send: Any, scope: Mapping[str, Any], status: int, data: A
     await respond(send, scope, status, body, JSON_CONTENT_TYPE)
 
 
-async def respond_error(send: Any, scope: Mapping[str, Any], error: ApiError) -> None:
-    body = json.dumps(error.body(), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    await respond(send, scope, error.status, body, JSON_CONTENT_TYPE, error.headers.items())
+async def respond_error(
+    send: Any, scope: Mapping[str, Any], error: ApiError, extra: Iterable[tuple[str, str]] = ()
+) -> None:
+    """`error` as gateway_site.errors.render renders it, with `extra` headers before the error's own."""
+    rendered = render(error)
+    await respond(send, scope, rendered.status, rendered.body, rendered.content_type, [*extra, *rendered.headers])
 
 
 def json_object(scope: Mapping[str, Any], body: bytes, error: ApiError) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 from django.utils.deprecation import MiddlewareMixin
 
-from gateway_site.errors import ApiError, Forbidden, Unauthorized
+from gateway_site.errors import ApiError, Forbidden, Unauthorized, render
 from gateway_site.middleware import render_exception
 from gateway_site.signing import InvalidToken, verify_access_token
 
@@ -151,9 +151,9 @@ async def refuse_websocket(consumer: Any, error: ApiError) -> None:
     extension (uvicorn); elsewhere (Daphne) a plain close before accept, which the server answers with 403
     (docs/protocol/decisions.md R7)."""
     if websocket_denial_supported(consumer.scope):
-        response = error.to_response()
-        headers = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in response.items()]
-        await consumer.base_send({"type": "websocket.http.response.start", "status": error.status, "headers": headers})
-        await consumer.base_send({"type": "websocket.http.response.body", "body": response.content})
+        rendered = render(error)
+        start = {"type": "websocket.http.response.start", "status": rendered.status, "headers": rendered.asgi_headers()}
+        await consumer.base_send(start)
+        await consumer.base_send({"type": "websocket.http.response.body", "body": rendered.body})
     else:
         await consumer.close()

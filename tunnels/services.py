@@ -16,7 +16,7 @@ from django.db import transaction
 
 from gateway_site.auth import Principal
 from gateway_site.boundedstore import BoundedStore, bounded_store
-from gateway_site.errors import ApiError
+from gateway_site.errors import ApiError, PlainError
 from gateway_site.ids import canonical_email, is_valid_id
 from gateway_site.timefmt import rfc3339
 from relay.models import Device
@@ -415,10 +415,8 @@ class IngressRoute:
     active: bool
 
 
-class IngressRefused(Exception):
-    def __init__(self, status: int) -> None:
-        super().__init__(status)
-        self.status = status
+class IngressRefused(PlainError):
+    """Ingress refuses the webhook with this status, answered as plain text (docs/protocol/tunnels.md §4)."""
 
 
 # Ingress reads routes from a short-lived snapshot in the `state` cache instead of the database on every webhook.
