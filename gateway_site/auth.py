@@ -9,14 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.utils.deprecation import MiddlewareMixin
 
 from gateway_site.errors import ApiError, Forbidden, Unauthorized, render
 from gateway_site.middleware import render_exception
 from gateway_site.signing import InvalidToken, verify_access_token
+
+if TYPE_CHECKING:
+    from gateway_site.requests import GatewayRequest
 
 PROTECTED_PREFIX = "/gateway/v1/"
 OPTIONAL_AUTH_PATHS = frozenset({"/gateway/v1/health"})
@@ -107,18 +110,18 @@ class BearerAuthMiddleware(MiddlewareMixin):
     Sets `request.principal` (None on the optional-auth paths when anonymous). Works in sync and async stacks.
     """
 
-    def process_request(self, request: HttpRequest) -> HttpResponse | None:
+    def process_request(self, request: GatewayRequest) -> HttpResponse | None:
         path = request.path_info
         header = request.headers.get("Authorization")
         if path in OPTIONAL_AUTH_PATHS:
-            request.principal = authenticate_optional(header)  # type: ignore[attr-defined]
+            request.principal = authenticate_optional(header)
         elif path.startswith(PROTECTED_PREFIX):
             try:
-                request.principal = authenticate(header)  # type: ignore[attr-defined]
+                request.principal = authenticate(header)
             except ApiError as exc:
                 return render_exception(exc)
         else:
-            request.principal = None  # type: ignore[attr-defined]
+            request.principal = None
         return None
 
 
