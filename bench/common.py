@@ -162,7 +162,7 @@ def owner_token(base: str, client_id: str) -> str:
     """
     import jwt
 
-    from oauthapp.tokens import derive_signing_key
+    from gateway_site.signing import derive_signing_key
 
     port = base.rsplit(":", 1)[1]
     key = derive_signing_key(SIGNING_KEY)

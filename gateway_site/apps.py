@@ -1,4 +1,5 @@
-"""The project package is also an app: it carries the system checks and the `runserver` override."""
+"""The project package is also an app: it registers the deploy system checks (gateway.W001-W004 in
+gateway_site.checks) and carries the `runserver` override."""
 
 from __future__ import annotations
 
@@ -10,4 +11,4 @@ class GatewaySiteConfig(AppConfig):
     verbose_name = "Gateway"
 
     def ready(self) -> None:
-        from gateway_site import checks  # noqa: F401 - registers the system checks
+        from gateway_site import checks  # noqa: F401 - importing registers the checks (`@register`)

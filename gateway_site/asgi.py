@@ -20,13 +20,7 @@ from gateway_site.accesslog import AccessLogMiddleware  # noqa: E402
 from gateway_site.auth import WebSocketBearerMiddleware  # noqa: E402
 from gateway_site.bodylimit import BodyLimitMiddleware  # noqa: E402
 from gateway_site.lifecycle import LifecycleMiddleware  # noqa: E402
-from gateway_site.routing import (  # noqa: E402
-    GetOnly,
-    HotPaths,
-    IngressHost,
-    http_consumer_routes,
-    websocket_routes,
-)
+from gateway_site.routing import INGRESS_PREFIX, GetOnly, HotPaths, IngressHost, socket_routes, stream_routes  # noqa: E402
 
 
 def build_application() -> LifecycleMiddleware:
@@ -34,17 +28,17 @@ def build_application() -> LifecycleMiddleware:
         {
             "http": HotPaths(
                 GetOnly(
-                    URLRouter([*http_consumer_routes, re_path(r"", django_application)]),  # type: ignore[arg-type]
+                    URLRouter([*stream_routes(), re_path(r"", django_application)]),  # type: ignore[arg-type]
                     django_application,
                 )
             ),
-            "websocket": WebSocketBearerMiddleware(URLRouter(websocket_routes)),
+            "websocket": WebSocketBearerMiddleware(URLRouter(socket_routes())),
         }
     )
     limited = BodyLimitMiddleware(
         IngressHost(router),
         settings.GATEWAY_MAX_BODY_BYTES,
-        ingress_prefix="/integrations/",
+        ingress_prefix=INGRESS_PREFIX,
         ingress_max_bytes=settings.GATEWAY_MAX_INGRESS_BODY_BYTES,
     )
     return LifecycleMiddleware(AccessLogMiddleware(limited))

@@ -11,10 +11,8 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from django.conf import settings
-
-from gateway_site import safejson
-from gateway_site.errors import JSON_CONTENT_TYPE, ApiError
+from gateway_site import cors, jsonbody
+from gateway_site.errors import JSON_CONTENT_TYPE, ApiError, render
 
 Headers = list[tuple[bytes, bytes]]
 SECURITY_HEADERS: Headers = [
@@ -68,17 +66,11 @@ async def read_body_capped(receive: Any, limit: int) -> bytes | None:
 
 
 def cors_headers(scope: Mapping[str, Any]) -> Headers:
-    """The headers GatewayCorsMiddleware adds to an actual (non-preflight) response (docs/protocol/config.md §7)."""
-    origin = header(scope, b"origin")
-    if settings.CORS_ALLOW_ALL_ORIGINS:
-        return [(b"access-control-allow-origin", b"*")] if origin else []
-    headers: Headers = [(b"vary", b"origin")]
-    if origin and any(pattern.match(origin) for pattern in settings.CORS_ALLOWED_ORIGIN_REGEXES):
-        headers += [
-            (b"access-control-allow-origin", origin.encode("latin-1")),
-            (b"access-control-allow-credentials", b"true"),
-        ]
-    return headers
+    """The CORS headers of an actual (non-preflight) response (gateway_site.cors, docs/protocol/config.md §7):
+    `Vary: origin` unless every origin is allowed, and the allow-origin headers for an allowed origin."""
+    headers: Headers = [] if cors.all_origins_allowed() else [(b"vary", b"origin")]
+    allowed = cors.allow_origin_headers(header(scope, b"origin"))
+    return headers + [(name.encode("latin-1"), value.encode("latin-1")) for name, value in allowed]
 
 
 async def respond(
@@ -101,22 +93,14 @@ async def respond_json(send: Any, scope: Mapping[str, Any], status: int, data: A
     await respond(send, scope, status, body, JSON_CONTENT_TYPE)
 
 
-async def respond_error(send: Any, scope: Mapping[str, Any], error: ApiError) -> None:
-    body = json.dumps(error.body(), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    await respond(send, scope, error.status, body, JSON_CONTENT_TYPE, error.headers.items())
+async def respond_error(
+    send: Any, scope: Mapping[str, Any], error: ApiError, extra: Iterable[tuple[str, str]] = ()
+) -> None:
+    """`error` as gateway_site.errors.render renders it, with `extra` headers before the error's own."""
+    rendered = render(error)
+    await respond(send, scope, rendered.status, rendered.body, rendered.content_type, [*extra, *rendered.headers])
 
 
 def json_object(scope: Mapping[str, Any], body: bytes, error: ApiError) -> dict[str, Any]:
     """As gateway_site.jsonbody.json_object, for a raw ASGI request."""
-    content_type = (header(scope, b"content-type") or "").split(";", 1)[0].strip().lower()
-    if content_type != "application/json":
-        raise error
-    try:
-        data = safejson.loads(body)
-    except safejson.InvalidJson:
-        raise error from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise error
-    return data
+    return jsonbody.parse_object(body, header(scope, b"content-type"), error)

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.utils.deprecation import MiddlewareMixin
 
-from gateway_site.errors import ApiError, Forbidden, Unauthorized
+from gateway_site.errors import ApiError, Forbidden, Unauthorized, render
 from gateway_site.middleware import render_exception
+from gateway_site.signing import InvalidToken, verify_access_token
+
+if TYPE_CHECKING:
+    from gateway_site.requests import GatewayRequest
 
 PROTECTED_PREFIX = "/gateway/v1/"
 OPTIONAL_AUTH_PATHS = frozenset({"/gateway/v1/health"})
@@ -60,8 +64,6 @@ def bearer_token(header: str | None) -> str:
 
 def authenticate(header: str | None) -> Principal:
     """Validate an Authorization header value; raises Unauthorized with the contract's message."""
-    from oauthapp.tokens import InvalidToken, verify_access_token
-
     token = bearer_token(header)
     if not token:
         raise Unauthorized(MISSING_TOKEN)
@@ -108,18 +110,18 @@ class BearerAuthMiddleware(MiddlewareMixin):
     Sets `request.principal` (None on the optional-auth paths when anonymous). Works in sync and async stacks.
     """
 
-    def process_request(self, request: HttpRequest) -> HttpResponse | None:
+    def process_request(self, request: GatewayRequest) -> HttpResponse | None:
         path = request.path_info
         header = request.headers.get("Authorization")
         if path in OPTIONAL_AUTH_PATHS:
-            request.principal = authenticate_optional(header)  # type: ignore[attr-defined]
+            request.principal = authenticate_optional(header)
         elif path.startswith(PROTECTED_PREFIX):
             try:
-                request.principal = authenticate(header)  # type: ignore[attr-defined]
+                request.principal = authenticate(header)
             except ApiError as exc:
                 return render_exception(exc)
         else:
-            request.principal = None  # type: ignore[attr-defined]
+            request.principal = None
         return None
 
 
@@ -152,9 +154,9 @@ async def refuse_websocket(consumer: Any, error: ApiError) -> None:
     extension (uvicorn); elsewhere (Daphne) a plain close before accept, which the server answers with 403
     (docs/protocol/decisions.md R7)."""
     if websocket_denial_supported(consumer.scope):
-        response = error.to_response()
-        headers = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in response.items()]
-        await consumer.base_send({"type": "websocket.http.response.start", "status": error.status, "headers": headers})
-        await consumer.base_send({"type": "websocket.http.response.body", "body": response.content})
+        rendered = render(error)
+        start = {"type": "websocket.http.response.start", "status": rendered.status, "headers": rendered.asgi_headers()}
+        await consumer.base_send(start)
+        await consumer.base_send({"type": "websocket.http.response.body", "body": rendered.body})
     else:
         await consumer.close()

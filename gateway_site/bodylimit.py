@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway_site.errors import JSON_CONTENT_TYPE, framework_body
+from gateway_site.errors import PlainError, payload_too_large, render
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -73,17 +73,7 @@ def _content_length(scope: Scope) -> int | None:
 
 
 async def _send_413(send: Any, *, plain: bool = False) -> None:
-    body = b"Request Entity Too Large" if plain else framework_body(413)
-    content_type = b"text/plain; charset=utf-8" if plain else JSON_CONTENT_TYPE.encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [
-                (b"content-type", content_type),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body, "more_body": False})
+    rendered = render(PlainError(413) if plain else payload_too_large())
+    headers = [*rendered.asgi_headers(content_length=True), (b"connection", b"close")]
+    await send({"type": "http.response.start", "status": 413, "headers": headers})
+    await send({"type": "http.response.body", "body": rendered.body, "more_body": False})

@@ -1,4 +1,5 @@
-"""Process start-up: keep the in-memory database alive, apply migrations to it, log the start-up line.
+"""Process start-up: keep the in-memory database alive, apply migrations to it, run the start-up hooks, log the
+start-up line.
 
 The memdb database lives as long as one connection to it is open; Django closes its connections at the end of
 every request, so a keeper connection holds it for the life of the process (docs/platform-notes.md §2). Migrations run
@@ -14,6 +15,7 @@ import sys
 import threading
 
 from django.conf import settings
+from django.utils.module_loading import import_string
 
 logger = logging.getLogger("gateway")
 
@@ -39,13 +41,17 @@ def _migrate() -> None:
         connection.close()
 
 
-def _init_identity_verifier() -> None:
-    """docs/protocol/config.md §1 step 5: an identity provider that cannot be set up stops the process with one line."""
-    from oauthapp.verifiers import ProviderInitError, init_verifier
+class StartupFailed(Exception):
+    """Raised by a start-up hook (settings.GATEWAY_STARTUP_CHECKS) to stop the process; the message is for operators."""
 
+
+def _run_startup_checks() -> None:
+    """docs/protocol/config.md §1 step 5: a failing hook (the identity provider cannot be set up) stops the process with
+    one line."""
     try:
-        init_verifier()
-    except ProviderInitError as exc:
+        for dotted in settings.GATEWAY_STARTUP_CHECKS:
+            import_string(dotted)()
+    except StartupFailed as exc:
         sys.stderr.write(f"startup failed: {exc}\n")
         sys.stderr.flush()
         raise SystemExit(1) from None
@@ -74,7 +80,7 @@ def start() -> None:
         worker.join()
         if errors:
             raise errors[0]
-    _init_identity_verifier()
+    _run_startup_checks()
     from gateway_site import housekeeping
 
     housekeeping.start()

@@ -1,4 +1,5 @@
-"""The JSON error contract: services and views raise these, `ApiErrorMiddleware` and the ASGI edges render them.
+"""The JSON error contract: services and views raise these; `render` is how every edge answers with one (Django
+responses through `ApiError.to_response`, ASGI edges through `Rendered.asgi_headers`).
 
 Body shapes (docs/protocol/system-and-console.md §1.1): plain `{"error": "<message>", ...extra}`, OAuth
 `{"error": "<code>", "error_description": "..."}` (an extra field), and the framework shape
@@ -9,12 +10,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
 from django.http import HttpResponse
 
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
+PLAIN_CONTENT_TYPE = "text/plain; charset=utf-8"
 
 
 def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> HttpResponse:
@@ -52,7 +55,11 @@ class ApiError(Exception):
         return {"error": self.message, **self.extra}
 
     def to_response(self) -> HttpResponse:
-        return json_response(self.body(), status=self.status, headers=self.headers)
+        rendered = render(self)
+        response = HttpResponse(rendered.body, status=rendered.status, content_type=rendered.content_type)
+        for name, value in rendered.headers:
+            response[name] = value
+        return response
 
 
 class BadRequest(ApiError):
@@ -90,6 +97,38 @@ class FrameworkError(ApiError):
         super().__init__(HTTPStatus(status).phrase, status=status, headers=headers, code=status)
 
 
+class PlainError(ApiError):
+    """Answered as the status's reason phrase in text/plain, not JSON (webhook ingress, docs/protocol/tunnels.md §4)."""
+
+    def __init__(self, status: int, *, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(HTTPStatus(status).phrase, status=status, headers=headers)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """An error as it goes on the wire: status, content type, body and the error's own headers."""
+
+    status: int
+    content_type: str
+    body: bytes
+    headers: list[tuple[str, str]]
+
+    def asgi_headers(self, *, content_length: bool = False) -> list[tuple[bytes, bytes]]:
+        """Content type (and length), then the error's own headers, lower-cased, for an ASGI response start."""
+        headers = [(b"content-type", self.content_type.encode("latin-1"))]
+        if content_length:
+            headers.append((b"content-length", str(len(self.body)).encode()))
+        return headers + [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in self.headers]
+
+
+def render(error: ApiError) -> Rendered:
+    """The one rendering of an error: compact UTF-8 JSON of `error.body()`, or the reason phrase for a PlainError."""
+    if isinstance(error, PlainError):
+        return Rendered(error.status, PLAIN_CONTENT_TYPE, error.message.encode(), list(error.headers.items()))
+    body = json.dumps(error.body(), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return Rendered(error.status, JSON_CONTENT_TYPE, body, list(error.headers.items()))
+
+
 def not_found() -> FrameworkError:
     return FrameworkError(404)
 
@@ -105,8 +144,3 @@ def payload_too_large() -> FrameworkError:
 def server_error() -> FrameworkError:
     # The upstream puts the panic text here; we never echo exception text to a client.
     return FrameworkError(500)
-
-
-def framework_body(status: int) -> bytes:
-    """The framework-shape body as bytes, for ASGI layers that answer before Django runs."""
-    return json.dumps({"error": HTTPStatus(status).phrase, "code": status}, separators=(",", ":")).encode()

@@ -7,7 +7,6 @@ shutting down (gateway_site.lifecycle).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from functools import cache
 from importlib.resources import files
 
@@ -18,11 +17,9 @@ from django.utils.module_loading import import_string
 from gateway_site import __version__
 from gateway_site.errors import json_response
 from gateway_site.lifecycle import lifecycle
+from gateway_site.requests import GatewayRequest
+from gateway_site.timefmt import rfc3339_now
 from gateway_site.views import api_view
-
-
-def rfc3339_now() -> str:
-    return datetime.now(tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @api_view("GET")
@@ -91,10 +88,10 @@ HEALTH_COUNTERS = ("devices", "grants", "sessions", "agents", "routes", "tunnels
 
 
 @api_view("GET")
-def gateway_health(request: HttpRequest) -> HttpResponse:
+def gateway_health(request: GatewayRequest) -> HttpResponse:
     """`GET /gateway/v1/health` (docs/protocol/system-and-console.md §4): optional auth; counters only for a signed-in
     caller."""
-    principal = getattr(request, "principal", None)
+    principal = getattr(request, "principal", None)  # None too where the middleware did not run
     if principal is None:
         return json_response({"status": "ok"})
     counts = dict.fromkeys(HEALTH_COUNTERS, 0)

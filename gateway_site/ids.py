@@ -1,7 +1,9 @@
-"""Identifier grammar shared by devices, sessions and shares: trimmed, 3-128 of `[A-Za-z0-9_.:-]`."""
+"""Identifiers: the grammar shared by devices, sessions and shares (trimmed, 3-128 of `[A-Za-z0-9_.:-]`), emails, and
+the ids of this process's sockets."""
 
 from __future__ import annotations
 
+import itertools
 import re
 
 from gateway_site.errors import BadRequest
@@ -36,3 +38,11 @@ def canonical_email(value: object) -> str:
     if not at or not local or not domain or "@" in domain or len(email) > EMAIL_MAX_LENGTH:
         return ""
     return email
+
+
+_connection_ids = itertools.count(1)
+
+
+def next_connection_id(prefix: str = "agt") -> str:
+    """`<prefix>:<n>` from one process-wide counter shared by agent (`agt`) and tunnel (`tun`) sockets."""
+    return f"{prefix}:{next(_connection_ids)}"

@@ -1,5 +1,5 @@
-"""Django middleware: CORS per docs/protocol/config.md §7 (on django-cors-headers) and the one place errors are
-rendered."""
+"""Django middleware: CORS per docs/protocol/config.md §7 (gateway_site.cors, on django-cors-headers' request
+handling) and the one place errors are rendered."""
 
 from __future__ import annotations
 
@@ -12,30 +12,26 @@ from django.http.response import HttpResponseBase
 from django.utils.cache import patch_vary_headers
 from django.utils.deprecation import MiddlewareMixin
 
+from gateway_site import cors
 from gateway_site.errors import ApiError, FrameworkError, not_found, payload_too_large, server_error
 
 logger = logging.getLogger("gateway.errors")
 
-_PREFLIGHT_VARY = ("Access-Control-Request-Method", "Access-Control-Request-Headers", "Origin")
-
 
 def _is_preflight(request: HttpRequest) -> bool:
-    return (
-        request.method == "OPTIONS"
-        and "origin" in request.headers
-        and "access-control-request-method" in request.headers
-    )
+    headers = request.headers
+    return cors.is_preflight(request.method, "origin" in headers, "access-control-request-method" in headers)
 
 
 class GatewayCorsMiddleware(CorsMiddleware):
-    """django-cors-headers with the contract's preflight: 204 for every origin, before auth and routing.
+    """django-cors-headers' request handling with the headers of gateway_site.cors and the contract's preflight: 204
+    for every origin, before auth and routing.
 
     A preflight from a disallowed origin still gets 204 and the allowed methods and headers, only without
     `Access-Control-Allow-Origin`.
     """
 
     def check_preflight(self, request: HttpRequest) -> HttpResponseBase | None:
-        request._cors_enabled = self.is_enabled(request)  # type: ignore[attr-defined]
         if _is_preflight(request):
             response = HttpResponse(status=204)
             del response["Content-Type"]  # 204 carries no body, so no type either
@@ -43,24 +39,21 @@ class GatewayCorsMiddleware(CorsMiddleware):
         return None
 
     def add_response_headers(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
-        response = super().add_response_headers(request, response)
+        if not self.is_enabled(request):
+            return response
+        # This edge has always varied on Origin, also when every origin is allowed (the django-cors-headers way).
+        patch_vary_headers(response, ("origin",))
+        allowed = cors.allow_origin_headers(request.headers.get("origin"))
+        for name, value in allowed:
+            response[name] = value
+        if allowed and request.method == "OPTIONS":
+            response[cors.ALLOW_HEADERS] = cors.allowed_headers()
+            response[cors.ALLOW_METHODS] = cors.allowed_methods()
         if _is_preflight(request):
-            response["Access-Control-Allow-Methods"] = ", ".join(self._methods())
-            response["Access-Control-Allow-Headers"] = ", ".join(self._headers())
-            patch_vary_headers(response, _PREFLIGHT_VARY)
+            response["Access-Control-Allow-Methods"] = cors.allowed_methods()
+            response["Access-Control-Allow-Headers"] = cors.allowed_headers()
+            patch_vary_headers(response, cors.PREFLIGHT_VARY)
         return response
-
-    @staticmethod
-    def _methods() -> list[str]:
-        from corsheaders.conf import conf
-
-        return list(conf.CORS_ALLOW_METHODS)
-
-    @staticmethod
-    def _headers() -> list[str]:
-        from corsheaders.conf import conf
-
-        return list(conf.CORS_ALLOW_HEADERS)
 
 
 class ApiErrorMiddleware(MiddlewareMixin):

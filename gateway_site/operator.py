@@ -16,6 +16,7 @@ from django.conf import settings
 
 from gateway_site.boundedstore import bounded_store
 from gateway_site.errors import Unauthorized
+from gateway_site.signing import current_key
 
 OPERATOR_AUDIENCE = "commands-gateway-operator"
 OPERATOR_TTL_SECONDS = 60
@@ -23,8 +24,6 @@ OPERATOR_TTL_SECONDS = 60
 
 def mint_operator_token(*, now: int | None = None, issuer: str = "") -> str:
     """A fresh operator token; `issuer` is the server's own (its discovery document's), default this process's."""
-    from oauthapp.tokens import current_key
-
     issued = int(time.time()) if now is None else now
     key = current_key()
     claims = {
@@ -41,7 +40,6 @@ def mint_operator_token(*, now: int | None = None, issuer: str = "") -> str:
 def verify_operator_token(header: str | None) -> dict[str, Any]:
     """Raises Unauthorized unless the Authorization header carries a fresh, unused operator token."""
     from gateway_site.auth import bearer_token
-    from oauthapp.tokens import current_key
 
     token = bearer_token(header)
     if not token:

@@ -173,6 +173,17 @@ GATEWAY_HEALTH_PROVIDERS: list[str] = [
 ]
 # Who else may use a device: the sharing app's grants (relay.access asks this source; the relay never imports shares).
 GATEWAY_GRANT_SOURCE = "shares.permissions.ShareGrants"
+# App code the ASGI router reaches by import string, so that gateway_site imports no app (gateway_site.routing).
+GATEWAY_STREAM_ROUTES = ["relay.routing.stream_urlpatterns"]
+GATEWAY_WEBSOCKET_ROUTES = ["relay.routing.websocket_urlpatterns", "tunnels.routing.websocket_urlpatterns"]
+# POST …/messages served ahead of Django: (path pattern, handler(scope, receive, send, session_id)).
+GATEWAY_MESSAGES_ROUTE = ("relay.fastpath.PATH", "relay.fastpath.messages")
+# Webhook ingress under /integrations/: (path pattern, handler(scope, receive, send, route_id, route_token), and the
+# answer for any other path shape there, not_found(scope, send)).
+GATEWAY_INGRESS_ROUTE = ("tunnels.ingress.PATH", "tunnels.ingress.ingress", "tunnels.ingress.not_found")
+# Run once at start-up, before serving (gateway_site.boot); a hook raises boot.StartupFailed to stop the process.
+GATEWAY_STARTUP_CHECKS = ["oauthapp.verifiers.startup_check"]
+
 # Device events streams re-check visibility and presence at least this often (docs/protocol/devices-and-shares.md §7).
 GATEWAY_DEVICE_EVENTS_WAKE_SECONDS = 30
 # Session events streams send a heartbeat and re-check access this often (docs/protocol/relay.md §4.5).

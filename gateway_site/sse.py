@@ -17,7 +17,7 @@ from channels.generic.http import AsyncHttpConsumer
 from django.conf import settings
 
 from gateway_site.asgi_http import cors_headers
-from gateway_site.errors import ApiError, FrameworkError, TooManyRequests, server_error
+from gateway_site.errors import ApiError, FrameworkError, TooManyRequests, render, server_error
 from gateway_site.lifecycle import lifecycle
 from gateway_site.transport import SCOPE_KEY
 
@@ -115,9 +115,10 @@ class SseConsumer(AsyncHttpConsumer):
 
     async def _send_error(self, exc: ApiError) -> None:
         self.responded = True
-        response = exc.to_response()
-        headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.items()]
-        await self.send_response(exc.status, response.content, headers=headers + cors_headers(self.scope))
+        rendered = render(exc)
+        await self.send_response(
+            rendered.status, rendered.body, headers=rendered.asgi_headers() + cors_headers(self.scope)
+        )
 
     async def start_stream(self, uid: str) -> None:
         """Count the stream against `uid`'s cap (429 before any byte when over it), then send the headers."""

@@ -7,7 +7,7 @@ import hmac
 import re
 
 from gateway_site.errors import BadRequest
-from oauthapp.tokens import b64url
+from gateway_site.signing import b64url
 
 VERIFIER_CHARS = re.compile(r"^[A-Za-z0-9\-._~]+$")
 

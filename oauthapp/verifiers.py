@@ -175,3 +175,13 @@ def init_verifier() -> None:
         get_verifier()
     except ProviderInitError as exc:
         raise ProviderInitError(f"{mode} verifier init: {exc}") from None
+
+
+def startup_check() -> None:
+    """The start-up hook of settings.GATEWAY_STARTUP_CHECKS: a provider that cannot be set up stops the process."""
+    from gateway_site.boot import StartupFailed
+
+    try:
+        init_verifier()
+    except ProviderInitError as exc:
+        raise StartupFailed(str(exc)) from None

@@ -14,6 +14,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from gateway_site.errors import ApiError
+from gateway_site.timefmt import rfc3339
 from relay import crypto, envelope, session_frames
 from relay.frames import alias
 from relay.handshake import AckRejected, accept_ack, device_identity_key, verify_ack
@@ -21,7 +22,6 @@ from relay.session_events import session_event_publish
 from relay.session_requests import ack_proof
 from relay.session_store import Session
 from relay.sessions import ACKNOWLEDGED, AGENT_ERROR, dumps, sessions, unix_now
-from relay.transport import rfc3339
 
 logger = logging.getLogger("gateway.relay")
 

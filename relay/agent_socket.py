@@ -17,10 +17,11 @@ from gateway_site import asgi_http, safejson
 from gateway_site.auth import Principal, check_scopes, principal_from_scope, refuse_websocket
 from gateway_site.contained import ContainedWebsocketConsumer
 from gateway_site.errors import ApiError, FrameworkError
+from gateway_site.ids import next_connection_id
 from gateway_site.lifecycle import CLOSE_SERVICE_RESTART, lifecycle
 from relay import delivery, frames, handshake, services
 from relay.agent_frames import session_agent_frame
-from relay.registry import agents, next_connection_id
+from relay.registry import agents
 from relay.stores import PRESENCE_RENEW_SECONDS, presence
 
 logger = logging.getLogger("gateway.relay")

@@ -16,13 +16,13 @@ from gateway_site import asgi_http
 from gateway_site.auth import Principal, principal_from_scope
 from gateway_site.errors import Forbidden
 from gateway_site.sse import SseConsumer, comment_bytes, event_bytes
+from gateway_site.timefmt import rfc3339
 from relay import access, services, sessions
 from relay.groups import user_group
 from relay.registry import streams
 from relay.session_events import sessions_sweep_due
 from relay.session_requests import session_id_param
 from relay.session_store import sessions as store
-from relay.transport import rfc3339
 
 logger = logging.getLogger("gateway.relay")
 

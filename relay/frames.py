@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway_site.timefmt import rfc3339
 from relay import transport
-from relay.transport import TransportError, rfc3339
+from relay.transport import TransportError
 
 EXEMPT_TYPES = frozenset({"agent.hello", "heartbeat", "ping"})
 TRANSPORT_FIELDS = ("transport_token", "t_seq", "connection_id")

@@ -6,7 +6,6 @@ channel-layer broadcast cannot tell; so a sender in this process awaits the sock
 
 from __future__ import annotations
 
-import itertools
 from typing import Any, Protocol
 
 
@@ -20,14 +19,6 @@ class AgentSocket(Protocol):
     async def close_replaced(self) -> None: ...
 
     async def close_deleted(self) -> None: ...
-
-
-_connection_ids = itertools.count(1)
-
-
-def next_connection_id(prefix: str = "agt") -> str:
-    """`agt:<n>` from one process-wide counter (shared with tunnel sockets)."""
-    return f"{prefix}:{next(_connection_ids)}"
 
 
 class AgentRegistry:

@@ -16,6 +16,7 @@ from gateway_site.auth import Principal
 from gateway_site.errors import BadRequest, Forbidden, NotFound, TooManyRequests
 from gateway_site.ids import canonical_email, is_valid_id, validate_id
 from gateway_site.jsonbody import field
+from gateway_site.timefmt import rfc3339
 from relay import access
 from relay.models import Device
 from relay.registry import agents
@@ -24,12 +25,6 @@ from relay.stores import Presence, presence
 MAX_DEVICES_PER_OWNER = 200
 MAX_DISPLAY_NAME = 128
 MAX_AGENT_SOCKETS_PER_OWNER = 50
-
-
-def rfc3339(value: datetime | float | int) -> str:
-    if not isinstance(value, datetime):
-        value = datetime.fromtimestamp(int(value), tz=UTC)
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # -- identity keys ------------------------------------------------------------------------------------------------

@@ -7,9 +7,9 @@ import time
 from typing import Any
 
 from gateway_site.auth import Principal
+from gateway_site.timefmt import rfc3339
 from relay.session_store import Session
 from relay.sessions import ACKNOWLEDGED
-from relay.transport import rfc3339
 
 
 def handshake_request(session: Session) -> dict[str, Any]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway_site.timefmt import rfc3339
 from relay.session_store import Session
-from relay.transport import rfc3339
 
 
 def ids_echo(session: Session) -> dict[str, str]:

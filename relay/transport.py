@@ -15,6 +15,8 @@ import re
 import struct
 from datetime import UTC, datetime
 
+from gateway_site.timefmt import RFC3339_FORMAT
+
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
 
 
@@ -30,10 +32,6 @@ def _unb64(text: str) -> bytes:
     if not _B64URL.fullmatch(text) or len(text) % 4 == 1:
         raise ValueError("not base64url")
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def rfc3339(unix: float) -> str:
-    return datetime.fromtimestamp(int(unix), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def payload(device_id: str, connection_id: str, expires_at: str) -> bytes:
@@ -94,7 +92,7 @@ def verify(secret: str, token: object, *, device_id: str, connection_id: str, no
     if token_connection != connection_id:
         raise TransportError("connection_id_mismatch")
     try:
-        expires = datetime.strptime(expires_text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        expires = datetime.strptime(expires_text, RFC3339_FORMAT).replace(tzinfo=UTC)
     except ValueError:
         raise TransportError("invalid_expiry") from None
     if now > expires.timestamp():

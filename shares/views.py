@@ -11,17 +11,18 @@ from django.views.decorators.cache import never_cache
 from gateway_site.auth import Principal
 from gateway_site.errors import BadRequest, NotFound, json_response
 from gateway_site.jsonbody import json_object
+from gateway_site.requests import ApiRequest
 from gateway_site.views import api_view
 from relay import delivery
 from shares import services
 
 
-def _principal(request: HttpRequest) -> Principal:
-    return request.principal  # type: ignore[attr-defined,no-any-return]
+def _principal(request: ApiRequest) -> Principal:
+    return request.principal
 
 
 @api_view("POST")
-def invites(request: HttpRequest) -> HttpResponse:
+def invites(request: ApiRequest) -> HttpResponse:
     invite = services.invite_create(principal=_principal(request), body=json_object(request, "invalid json body"))
     grant = invite.grant
     return json_response(
@@ -37,7 +38,7 @@ def invites(request: HttpRequest) -> HttpResponse:
 
 
 @api_view("POST")
-def accept(request: HttpRequest) -> HttpResponse:
+def accept(request: ApiRequest) -> HttpResponse:
     principal = _principal(request)
     try:
         body = json_object(request, "invalid json body")
@@ -51,7 +52,7 @@ def accept(request: HttpRequest) -> HttpResponse:
 
 
 @api_view("GET")
-def device_grants(request: HttpRequest, device_id: str) -> HttpResponse:
+def device_grants(request: ApiRequest, device_id: str) -> HttpResponse:
     grants = services.grant_history(principal=_principal(request), device_id=device_id)
     return json_response({"deviceId": device_id.strip(), "grants": grants})
 
@@ -63,13 +64,13 @@ def _ended(result: services.GrantEnded, reason: str) -> HttpResponse:
 
 
 @api_view("POST")
-def revoke(request: HttpRequest, grant_id: str) -> HttpResponse:
+def revoke(request: ApiRequest, grant_id: str) -> HttpResponse:
     # No body is read: clients may send an empty one with a JSON content type.
     return _ended(services.grant_revoke(principal=_principal(request), grant_id=grant_id), "grant_revoked")
 
 
 @api_view("POST")
-def leave(request: HttpRequest, grant_id: str) -> HttpResponse:
+def leave(request: ApiRequest, grant_id: str) -> HttpResponse:
     return _ended(services.grant_leave(principal=_principal(request), grant_id=grant_id), "grant_left")
 
 

@@ -17,10 +17,10 @@ from gateway_site import asgi_http, safejson
 from gateway_site.auth import Principal, check_scopes, principal_from_scope, refuse_websocket
 from gateway_site.contained import ContainedWebsocketConsumer
 from gateway_site.errors import ApiError, FrameworkError, TooManyRequests
+from gateway_site.ids import next_connection_id
 from gateway_site.lifecycle import CLOSE_SERVICE_RESTART, lifecycle
+from gateway_site.timefmt import rfc3339
 from relay import services as relay_services
-from relay.registry import next_connection_id
-from relay.transport import rfc3339
 from tunnels import services
 from tunnels.registry import inflight, tunnels
 

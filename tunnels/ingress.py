@@ -12,7 +12,6 @@ import logging
 import re
 import time
 import uuid
-from http import HTTPStatus
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -20,8 +19,8 @@ from django.conf import settings
 
 from gateway_site import asgi_http, ratelimit
 from gateway_site.clientip import client_ip_from_scope
-from gateway_site.errors import JSON_CONTENT_TYPE
-from relay.transport import rfc3339
+from gateway_site.errors import JSON_CONTENT_TYPE, PlainError
+from gateway_site.timefmt import rfc3339
 from tunnels import services, tokens
 from tunnels.registry import InflightFull, inflight, tunnels
 
@@ -56,9 +55,12 @@ def relayable(name: str) -> bool:
 
 
 async def _plain(send: Any, scope: dict[str, Any], status: int, extra: dict[str, str] | None = None) -> None:
-    body = HTTPStatus(status).phrase.encode()
-    headers = [*SANDBOX_HEADERS, *(extra or {}).items()]
-    await asgi_http.respond(send, scope, status, body, "text/plain; charset=utf-8", headers)
+    await _refuse(send, scope, PlainError(status, headers=extra))
+
+
+async def _refuse(send: Any, scope: dict[str, Any], error: PlainError) -> None:
+    """The reason phrase as text/plain, sandboxed like every ingress answer."""
+    await asgi_http.respond_error(send, scope, error, SANDBOX_HEADERS)
 
 
 def _canonical(name: str) -> str:
@@ -161,7 +163,7 @@ async def ingress(scope: dict[str, Any], receive: Any, send: Any, route_id: str,
             snapshot = await sync_to_async(services.load_snapshot)(route_id)
         route = services.ingress_check(snapshot, route_token)
     except services.IngressRefused as refused:
-        await _plain(send, scope, refused.status)
+        await _refuse(send, scope, refused)
         return
     if not _allowed(f"ingress:route:{route_id}", config.ingress_route_limit_per_window) or not _allowed(
         "ingress:global", config.ingress_global_limit_per_window

@@ -16,8 +16,9 @@ from django.db import transaction
 
 from gateway_site.auth import Principal
 from gateway_site.boundedstore import BoundedStore, bounded_store
-from gateway_site.errors import ApiError
+from gateway_site.errors import ApiError, PlainError
 from gateway_site.ids import canonical_email, is_valid_id
+from gateway_site.timefmt import rfc3339
 from relay.models import Device
 from tunnels import tokens
 from tunnels.models import IntegrationRoute
@@ -50,10 +51,6 @@ def invalid(message: str) -> RouteError:
 
 def _now() -> datetime:
     return datetime.now(tz=UTC).replace(microsecond=0)
-
-
-def rfc3339(value: datetime | None) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if value else ""
 
 
 def public_url(route_id: str, token: str) -> str:
@@ -418,10 +415,8 @@ class IngressRoute:
     active: bool
 
 
-class IngressRefused(Exception):
-    def __init__(self, status: int) -> None:
-        super().__init__(status)
-        self.status = status
+class IngressRefused(PlainError):
+    """Ingress refuses the webhook with this status, answered as plain text (docs/protocol/tunnels.md §4)."""
 
 
 # Ingress reads routes from a short-lived snapshot in the `state` cache instead of the database on every webhook.

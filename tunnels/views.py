@@ -10,16 +10,18 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from gateway_site import safejson
+from gateway_site.auth import Principal
 from gateway_site.errors import BadRequest, json_response
 from gateway_site.operator import verify_operator_token
+from gateway_site.requests import ApiRequest
 from gateway_site.views import api_view
 from tunnels import delivery, services
 
 logger = logging.getLogger("gateway.tunnels")
 
 
-def _principal(request: HttpRequest) -> Any:
-    return request.principal  # type: ignore[attr-defined]
+def _principal(request: ApiRequest) -> Principal:
+    return request.principal
 
 
 def _body(request: HttpRequest) -> dict[str, Any]:
@@ -38,7 +40,7 @@ def _deactivate(route_id: str, reason: str) -> None:
 
 
 @api_view("GET", "POST")
-def routes(request: HttpRequest) -> HttpResponse:
+def routes(request: ApiRequest) -> HttpResponse:
     if request.method == "POST":
         created = services.route_create(
             principal=_principal(request), body=_body(request), header_device_id=request.headers.get("X-Device-Id")
@@ -60,7 +62,7 @@ def routes(request: HttpRequest) -> HttpResponse:
 
 
 @api_view("PUT", "DELETE")
-def route_detail(request: HttpRequest, route_id: str) -> HttpResponse:
+def route_detail(request: ApiRequest, route_id: str) -> HttpResponse:
     if request.method == "PUT":
         services.validate_route_id(route_id)
         updated = services.route_update(principal=_principal(request), route_id=route_id, body=_body(request))
@@ -73,7 +75,7 @@ def route_detail(request: HttpRequest, route_id: str) -> HttpResponse:
 
 
 @api_view("POST")
-def rotate_token(request: HttpRequest, route_id: str) -> HttpResponse:
+def rotate_token(request: ApiRequest, route_id: str) -> HttpResponse:
     services.validate_route_id(route_id)
     try:
         body = safejson.loads(request.body) if request.body else None
@@ -85,7 +87,7 @@ def rotate_token(request: HttpRequest, route_id: str) -> HttpResponse:
 
 
 @api_view("GET")
-def tunnel_connect_http(request: HttpRequest) -> HttpResponse:
+def tunnel_connect_http(request: ApiRequest) -> HttpResponse:
     """Plain HTTP to the tunnel WebSocket endpoint: the upgrade's checks, then 426."""
     from gateway_site.auth import check_scopes
     from gateway_site.errors import FrameworkError

@@ -13,7 +13,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gateway_site.auth import authenticate
 from gateway_site.errors import Unauthorized
-from oauthapp.tokens import Identity, InvalidToken, derive_signing_key, issue_access_token, verify_access_token
+from gateway_site.signing import InvalidToken, derive_signing_key, verify_access_token
+from oauthapp.tokens import Identity, issue_access_token
 from tests.oauth_helpers import jwt_header, jwt_payload
 
 ISS = "http://localhost:8080"
