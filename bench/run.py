@@ -392,7 +392,8 @@ def run_server(kind: str, quick: bool) -> dict[str, Any]:
     return results
 
 
-TARGETS = [
+Getter = Callable[[dict[str, Any]], float]
+TARGETS: list[tuple[str, Getter, str, float]] = [
     (
         "agent->client saturation (frames/s)",
         lambda r: r["agent_to_client"]["saturation"]["deliveries_per_s"],
@@ -444,7 +445,7 @@ def chart(all_results: list[dict[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     labels = ["client->agent", "agent->client", "fan-out 1x10", "ingress", "baseline c->a", "baseline a->c"]
-    getters = [
+    getters: list[Getter] = [
         lambda r: r["client_to_agent"]["saturation"]["frames_per_s"],
         lambda r: r["agent_to_client"]["saturation"]["deliveries_per_s"],
         lambda r: r["fan_out"]["deliveries_per_s"],

@@ -76,7 +76,8 @@ async def _agent(cfg: dict[str, Any], ready: Any, go: Any, done: Any) -> dict[st
 
 async def _send_frames(ws: Any, cfg: dict[str, Any]) -> int:
     sessions: list[str] = cfg["sessions"]
-    total, rate = cfg["send_total"], cfg.get("rate", 0)
+    total: int = cfg["send_total"]
+    rate = cfg.get("rate", 0)
     seqs = dict.fromkeys(sessions, 0)
     start = time.monotonic()
     deadline = start + cfg["deadline"]

@@ -190,7 +190,7 @@ class _Reader:
     def __init__(self, environ_map: Mapping[str, str]) -> None:
         self._env = environ.Env()
         # django-environ reads `ENVIRON`; point it at the mapping we were given so parsing stays pure.
-        self._env.ENVIRON = environ_map  # type: ignore[assignment]
+        self._env.ENVIRON = environ_map
 
     def string(self, name: str, default: str = "") -> str:
         value = str(self._env.str(name, default="")).strip()

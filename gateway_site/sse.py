@@ -222,7 +222,7 @@ class SseConsumer(AsyncHttpConsumer):
 
     def start_task(self, coro: Any) -> asyncio.Task[Any]:
         """A task of this stream: cancelled when the stream ends; if it fails, the stream ends (`_fail`)."""
-        task = asyncio.ensure_future(coro)
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
         task.add_done_callback(self._task_done)
         self._tasks = [*getattr(self, "_tasks", []), task]
         return task

@@ -31,7 +31,7 @@ def api_view(*methods: str) -> Callable[[View], View]:
             async def async_wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
                 if request.method not in allowed:
                     raise method_not_allowed(allowed)
-                response = await view(request, *args, **kwargs)
+                response: HttpResponse = await view(request, *args, **kwargs)
                 if request.method == "HEAD":
                     response.content = b""
                 return response
@@ -42,7 +42,7 @@ def api_view(*methods: str) -> Callable[[View], View]:
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             if request.method not in allowed:
                 raise method_not_allowed(allowed)
-            response = view(request, *args, **kwargs)
+            response: HttpResponse = view(request, *args, **kwargs)
             if request.method == "HEAD":
                 response.content = b""
             return response

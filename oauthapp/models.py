@@ -34,7 +34,7 @@ class User(AbstractBaseUser):
     USERNAME_FIELD = "uid"
     REQUIRED_FIELDS: ClassVar[list[str]] = []
 
-    objects: ClassVar[UserManager] = UserManager()  # type: ignore[assignment]
+    objects: ClassVar[UserManager] = UserManager()
 
     def __str__(self) -> str:
         return self.uid

@@ -112,7 +112,7 @@ def oauth_sweep() -> int:
     now = _datetime(_now())
     ttl = settings.GATEWAY.refresh_token_ttl_seconds
     cutoff = _datetime(_now() - ttl)
-    deleted = Grant.objects.filter(expires__lt=now).delete()[0]
+    deleted: int = Grant.objects.filter(expires__lt=now).delete()[0]
     deleted += RefreshToken.objects.filter(revoked__isnull=True, created__lte=cutoff).delete()[0]
     deleted += RefreshToken.objects.filter(revoked__isnull=False, revoked__lte=cutoff).delete()[0]
     live_families = RefreshToken.objects.values("token_family")

@@ -50,7 +50,7 @@ def owner_member(session: Session, principal: Principal) -> bool:
     if session["owner_uid"] == principal.uid:
         return True
     if settings.GATEWAY.auth_mode == "demo" and session.get("owner_email"):
-        return canonical_email(principal.email) == session["owner_email"]
+        return bool(canonical_email(principal.email) == session["owner_email"])
     return False
 
 

@@ -9,10 +9,11 @@ from tunnels import services
 from tunnels.registry import tunnels
 
 
-async def send_request(route_id: str, frame: dict[str, Any]) -> bool:
-    """Write a `tunnel.request` to the socket holding the route; False when none holds it or the write failed."""
+async def send_request(route_id: str, connection_id: str, frame: dict[str, Any]) -> bool:
+    """Write a `tunnel.request` to the socket holding the route if it still is connection `connection_id` (the one
+    the request waits on); False otherwise or when the write failed."""
     holder = tunnels.holder(route_id)
-    if holder is None:
+    if holder is None or holder.connection_id != connection_id:
         return False
     return await holder.send_frame(frame)
 

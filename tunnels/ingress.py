@@ -21,7 +21,7 @@ from gateway_site import asgi_http, ratelimit
 from gateway_site.clientip import client_ip_from_scope
 from gateway_site.errors import JSON_CONTENT_TYPE, PlainError
 from gateway_site.timefmt import rfc3339
-from tunnels import services, tokens
+from tunnels import delivery, services, tokens
 from tunnels.registry import InflightFull, inflight, tunnels
 
 logger = logging.getLogger("gateway.tunnels")
@@ -197,13 +197,11 @@ async def ingress(scope: dict[str, Any], receive: Any, send: Any, route_id: str,
         if full.scope == "node":
             await _plain(send, scope, 503)
         else:
-            body_json = json.dumps({"error": INFLIGHT_FULL[full.scope]}).encode()
-            await asgi_http.respond(
-                send, scope, 429, body_json, JSON_CONTENT_TYPE, [*SANDBOX_HEADERS, ("Retry-After", "1")]
-            )
+            await _inflight_full(send, scope, full.scope)
         return
     services.ingress_mark_used_soon(route.route_id)
-    if not await holder.send_frame(request_frame(scope, route, request_id, body)):
+    frame = request_frame(scope, route, request_id, body)
+    if not await delivery.send_request(route.route_id, holder.connection_id, frame):
         inflight.pop(request_id)
         await _plain(send, scope, 503)
         return

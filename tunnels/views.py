@@ -9,9 +9,9 @@ from asgiref.sync import async_to_sync
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from gateway_site import safejson
 from gateway_site.auth import Principal
-from gateway_site.errors import BadRequest, json_response
+from gateway_site.errors import ApiError, BadRequest, json_response
+from gateway_site.jsonbody import parse_object
 from gateway_site.operator import verify_operator_token
 from gateway_site.requests import ApiRequest
 from gateway_site.views import api_view
@@ -25,14 +25,14 @@ def _principal(request: ApiRequest) -> Principal:
 
 
 def _body(request: HttpRequest) -> dict[str, Any]:
-    content_type = request.META.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
-    try:
-        data = safejson.loads(request.body) if request.body else None
-    except safejson.InvalidJson:
-        raise services.invalid("Invalid request body") from None
-    if content_type not in ("application/json", "") or not isinstance(data, dict):
-        raise services.invalid("Invalid request body")
-    return data
+    """A JSON object, sent as `application/json` or without a type (docs/protocol/tunnels.md §2)."""
+    return parse_object(
+        request.body,
+        request.META.get("CONTENT_TYPE", ""),
+        services.invalid("Invalid request body"),
+        media_types=frozenset({"application/json", ""}),
+        null_is_empty=False,
+    )
 
 
 def _deactivate(route_id: str, reason: str) -> None:
@@ -78,10 +78,12 @@ def route_detail(request: ApiRequest, route_id: str) -> HttpResponse:
 def rotate_token(request: ApiRequest, route_id: str) -> HttpResponse:
     services.validate_route_id(route_id)
     try:
-        body = safejson.loads(request.body) if request.body else None
-    except safejson.InvalidJson:
-        body = None  # an unparsable body counts as empty (docs/protocol/tunnels.md §2.5)
-    grace = services.grace_from(body if isinstance(body, dict) else None)
+        body: dict[str, Any] | None = parse_object(
+            request.body, None, services.invalid("Invalid request body"), media_types=None, null_is_empty=False
+        )
+    except ApiError:
+        body = None  # an empty or unparsable body, or one that is no object, counts as empty (tunnels.md §2.5)
+    grace = services.grace_from(body)
     rotation = services.route_token_rotate(principal=_principal(request), route_id=route_id, grace_seconds=grace)
     return json_response(rotation.view())
 
