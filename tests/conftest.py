@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import pytest
 from django.conf import settings
@@ -42,6 +43,7 @@ def _clean_relay():
 
     agents._by_device.clear()
     for layer in channel_layers.backends.values():
-        layer.channels.clear()
-        layer.groups.clear()
+        memory: Any = layer  # the in-memory layer of the test settings
+        memory.channels.clear()
+        memory.groups.clear()
     yield

@@ -100,7 +100,7 @@ def http_get_raw(port: int, path: str, timeout: float = 5.0) -> bytes:
 class LiveServer:
     port: int
     _log: IO[bytes]
-    process: subprocess.Popen | None = None
+    process: subprocess.Popen[bytes]
 
     @property
     def base_url(self) -> str:

@@ -49,8 +49,11 @@ def get_code(client, email: str = "alice@example.com", **overrides: str) -> str:
     return parse_qs(urlsplit(response["Location"]).query)["code"][0]
 
 
-def exchange(client, code: str, verifier: str = VERIFIER, redirect_uri: str = CALLBACK, **extra: str):
-    data = {
+def exchange(
+    client, code: str | None, verifier: str | None = VERIFIER, redirect_uri: str | None = CALLBACK, **extra: str | None
+):
+    """POST the authorization_code grant; a parameter given as None is left out of the request."""
+    data: dict[str, str | None] = {
         "grant_type": "authorization_code",
         "code": code,
         "redirect_uri": redirect_uri,

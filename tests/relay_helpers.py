@@ -124,7 +124,7 @@ class TunnelSocket(AgentSocket):
 
     path = "/gateway/v1/integrations/tunnel/connect"
 
-    async def open(self) -> list[dict[str, Any]]:  # type: ignore[override]
+    async def open(self) -> list[dict[str, Any]]:
         assert await self.connect(), self.denial
         return [await self.recv()]
 

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 import websockets
+from websockets.asyncio.client import ClientConnection
 
 from tests.console.conftest import wait_until
 from tests.e2ee import AgentSide
@@ -74,7 +75,7 @@ class Agent:
         self.base, self.token, self.device_id, self.name = base, token, device_id, name
         self.keys = AgentSide.new()
         self.task: asyncio.Task | None = None
-        self.ws = None
+        self.ws: ClientConnection | None = None
 
     async def start(self) -> None:
         headers = {"Authorization": f"Bearer {self.token}"}
@@ -90,8 +91,10 @@ class Agent:
         self.task = asyncio.ensure_future(self.loop())
 
     async def loop(self) -> None:
+        ws = self.ws
+        assert ws is not None, "start() opens the socket before it runs the loop"
         async with httpx.AsyncClient(base_url=self.base) as http:
-            async for text in self.ws:
+            async for text in ws:
                 frame = json.loads(text)
                 if frame["type"] == "session.handshake.request":
                     ack = self.keys.ack(frame)
@@ -100,7 +103,7 @@ class Agent:
                         json=ack,
                         headers={"Authorization": f"Bearer {self.token}"},
                     )
-                    await self.ws.send(
+                    await ws.send(
                         json.dumps(
                             {"type": "session.handshake.ack", "status": "ok", "session_id": frame["session_id"], **ack}
                         )
@@ -108,8 +111,8 @@ class Agent:
                 elif frame["type"] == "session.message":
                     prompt = self.keys.read(frame)["prompt"]
                     sid, mid = frame["session_id"], frame["message_id"]
-                    await self.ws.send(json.dumps(self.keys.reply(sid, "session.progress", mid, {"status": "running"})))
-                    await self.ws.send(
+                    await ws.send(json.dumps(self.keys.reply(sid, "session.progress", mid, {"status": "running"})))
+                    await ws.send(
                         json.dumps(
                             self.keys.reply(
                                 sid, "session.result", mid, {"result": f"Agent says: {prompt[::-1]}", "turns": 1}

@@ -93,6 +93,7 @@ async def test_agent_lifecycle(gateway):
                 with pytest.raises(websockets.ConnectionClosedOK) as closed:
                     while True:
                         await asyncio.wait_for(first.recv(), timeout=10)
+                assert closed.value.rcvd is not None
                 assert closed.value.rcvd.code == 1000
                 assert [json.loads(await second.recv())["type"] for _ in range(2)] == [
                     "gateway.connected",

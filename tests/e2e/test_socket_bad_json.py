@@ -17,7 +17,7 @@ from tests.oauth_helpers import live_sign_in
 
 DEEP_ARRAY = "[" * 100_000 + "]" * 100_000
 DEEP_OBJECT = '{"a":' * 100_000 + "1" + "}" * 100_000
-NOT_JSON = [DEEP_ARRAY, DEEP_OBJECT, b"\xff\xfe\x00", "{", '"just a string"']
+NOT_JSON: list[str | bytes] = [DEEP_ARRAY, DEEP_OBJECT, b"\xff\xfe\x00", "{", '"just a string"']
 
 
 async def recv_json(ws, timeout: float = 10) -> dict:

@@ -246,7 +246,9 @@ def test_oob_in_a_browser_shows_the_code_page(client):
         "/oauth/authorize", authorize_params(demo_email="a@b.c", redirect_uri=OOB), HTTP_ACCEPT=accept
     )
     assert response.status_code == 200 and response["Content-Type"].startswith("text/html")
-    code = re.search(r'<code class="value" id="code">([^<]+)</code>', response.content.decode()).group(1)
+    match = re.search(r'<code class="value" id="code">([^<]+)</code>', response.content.decode())
+    assert match is not None
+    code = match.group(1)
     assert exchange(client, code, redirect_uri=OOB).status_code == 200
 
 

@@ -253,7 +253,8 @@ async def test_newer_socket_replaces_the_older_one(device):
     assert closing["type"] == "websocket.close"
     assert (closing["code"], closing.get("reason")) == (1000, "replaced_by_new_connection")
     await first.close()  # the old socket's teardown must not take the device offline
-    assert presence.get(DEVICE) is not None and presence.get(DEVICE).online()
+    held = presence.get(DEVICE)
+    assert held is not None and held.online()
     assert agents.get(DEVICE) is not None
     await second.send({"type": "ping"})
     assert (await second.recv())["type"] == "heartbeat"
@@ -304,9 +305,15 @@ async def test_presence_is_renewed_while_the_socket_is_open(device, monkeypatch)
     monkeypatch.setattr(consumers, "PRESENCE_RENEW_SECONDS", 0.1)
     socket = AgentSocket(application, OWNER, DEVICE)
     await socket.open()
-    first_expiry = presence.get(DEVICE).expires_at
+
+    def expiry() -> int:
+        held = presence.get(DEVICE)
+        assert held is not None
+        return held.expires_at
+
+    first_expiry = expiry()
     deadline = time.monotonic() + 5
-    while presence.get(DEVICE).expires_at == first_expiry:
+    while expiry() == first_expiry:
         assert time.monotonic() < deadline, "presence was not renewed"
         await asyncio.sleep(0.05)
     await socket.close()

@@ -10,7 +10,7 @@ from asgiref.sync import sync_to_async
 from gateway_site.asgi import application
 from gateway_site.lifecycle import lifecycle
 from relay import agent_frames
-from relay import agent_socket as relay_consumers
+from relay import services as relay_services
 from relay.registry import agents
 from relay.stores import presence
 from tests.relay_helpers import AgentSocket, register, token_for
@@ -44,7 +44,7 @@ async def test_a_failing_agent_frame_closes_with_1011_and_takes_the_device_offli
 
 async def test_a_failing_device_lookup_is_a_500_internal_error(monkeypatch):
     await sync_to_async(register)("dev_fail0002", "owner-1")
-    monkeypatch.setattr(relay_consumers.services, "agent_admit", boom)
+    monkeypatch.setattr(relay_services, "agent_admit", boom)
     agent = AgentSocket(application, token_for("owner-1"), "dev_fail0002")
     assert not await agent.connect()
     assert agent.denial == (500, {"error": "internal_error"})

@@ -161,7 +161,9 @@ async def test_agent_unavailable_rolls_back_seq_and_key(live):
         503,
         {"error": "agent_unavailable", "session_id": client.session_id, "conversation_id": f"conv_{client.session_id}"},
     )
-    assert store.get(client.session_id)["seq_client_to_agent"] == 0
+    session = store.get(client.session_id)
+    assert session is not None
+    assert session["seq_client_to_agent"] == 0
     again = await open_agent()
     assert (await post(http, client.session_id, {**ENVELOPE, "seq": 1}, key="idem_1")).status_code == 202
     assert (await again.recv())["seq"] == 1
@@ -218,7 +220,9 @@ async def test_unencrypted_frames_pass_when_not_required(live, configure):
     await sync_to_async(configure)(require_encrypted_frames=False)
     assert (await post(http, client.session_id, {"content": "plain", "seq": 1})).status_code == 202
     assert (await agent.recv())["content"] == "plain"
-    assert store.get(client.session_id)["seq_client_to_agent"] == 0  # no seq tracking for invalid envelopes
+    session = store.get(client.session_id)
+    assert session is not None
+    assert session["seq_client_to_agent"] == 0  # no seq tracking for invalid envelopes
 
 
 def share_with_bob(client) -> str:

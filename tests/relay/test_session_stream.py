@@ -98,11 +98,15 @@ async def test_unencrypted_agent_frames_are_dropped(live):
     http, agent, keys, client = live
     stream, _ = await open_stream(client.session_id)
     await stream.read_until(b"}\n\n")
-    before = store.get(client.session_id)["updated_at"]
+    session = store.get(client.session_id)
+    assert session is not None
+    before = session["updated_at"]
     await agent.send({"type": "session.result", "session_id": client.session_id, "result": "plain text"})
     await agent.send({"type": "session.error", "session_id": client.session_id, "error": "x", "extra": "field"})
     assert await stream.io.receive_nothing(0.4)
-    assert store.get(client.session_id)["updated_at"] >= before
+    session = store.get(client.session_id)
+    assert session is not None
+    assert session["updated_at"] >= before
     await stream.close()
 
 

@@ -10,6 +10,8 @@ from gateway_site.asgi import application
 from gateway_site.lifecycle import lifecycle
 from gateway_site.sse import open_streams
 from relay import event_streams as consumers
+from relay import services as relay_services
+from relay import session_store
 from relay.registry import streams
 from tests.relay.session_fixtures import OWNER, handshake, make_device, open_agent
 from tests.relay_helpers import Stream, http_client, register, token_for
@@ -63,7 +65,7 @@ async def test_a_failure_before_the_headers_is_a_json_500_and_nothing_stays_regi
 async def test_a_failure_during_the_replay_ends_the_stream_and_releases_it(live, monkeypatch):
     _, _, client = live
     before = lifecycle.live_count()
-    monkeypatch.setattr(consumers.store, "events_after", boom)
+    monkeypatch.setattr(session_store.sessions, "events_after", boom)
     stream = Stream(application, f"/gateway/v1/sessions/{client.session_id}/events", OWNER)
     assert await stream.open() == 200
     assert (await read_to_end(stream)).startswith(b":connected\n\n")
@@ -78,14 +80,13 @@ async def test_a_failing_pump_ends_the_stream_and_a_new_one_works(live, monkeypa
     assert await stream.open() == 200
     await stream.read_until(b"}\n\n")  # the replayed acknowledgement
     assert len(streams.of(client.session_id)) == 1 and open_streams.count("owner-1") == 1
-    original = consumers.event_bytes
-    monkeypatch.setattr(consumers, "event_bytes", boom)
+    monkeypatch.setattr("relay.event_streams.event_bytes", boom)
     await agent.send(keys.reply(client.session_id, "session.progress", "m1", {"status": "running"}))
     assert b"session.progress" not in await read_to_end(stream)
     await stream.io.wait(5)
     assert nothing_held(client.session_id, before)
 
-    monkeypatch.setattr(consumers, "event_bytes", original)
+    monkeypatch.undo()
     again = Stream(application, f"/gateway/v1/sessions/{client.session_id}/events", OWNER)
     assert await again.open() == 200
     replayed = await again.read_until(b"session.event\ndata: ", timeout=5)
@@ -103,7 +104,7 @@ async def test_a_failing_wake_ends_the_device_stream_and_releases_it(monkeypatch
     assert await stream.open() == 200
     await stream.read_until(b"}\n\n")
     assert open_streams.count("owner-1") == 1
-    monkeypatch.setattr(consumers.services, "device_view", boom)
+    monkeypatch.setattr(relay_services, "device_view", boom)
     agent = await open_agent("dev_cleanup")  # its connection wakes the stream, and the wake fails
     try:
         await read_to_end(stream)

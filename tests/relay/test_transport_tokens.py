@@ -74,9 +74,9 @@ def test_t_seq_must_strictly_increase():
     for value in (4, 3):
         with pytest.raises(TransportError, match="transport_replay_detected"):
             transport.check_t_seq(value, 4)
-    for value in (0, -1, 1.5, "2", True, None):
+    for bad in (0, -1, 1.5, "2", True, None):
         with pytest.raises(TransportError, match="invalid_t_seq"):
-            transport.check_t_seq(value, 0)
+            transport.check_t_seq(bad, 0)
 
 
 def check(frame, mode):

@@ -40,6 +40,7 @@ async def test_revoke_removes_the_device_from_the_grantees_stream_at_once(client
 async def test_revoke_is_announced_on_the_channel_layer(client):
     grant_id = await sync_to_async(shared_device)(client)
     layer = get_channel_layer()
+    assert layer is not None
     channel = await layer.new_channel()
     await layer.group_add(user_group("bob-2"), channel)
     await sync_to_async(client.post)(f"/gateway/v1/shares/grants/{grant_id}/leave", **auth(BOB))

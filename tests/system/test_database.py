@@ -48,9 +48,12 @@ def test_data_survives_the_end_of_a_request_connection():
     User.objects.create(uid="kept")
     connection.close()
     seen = []
-    thread = threading.Thread(
-        target=lambda: (seen.append(User.objects.filter(uid="kept").exists()), connection.close())
-    )
+
+    def read_on_a_fresh_connection() -> None:
+        seen.append(User.objects.filter(uid="kept").exists())
+        connection.close()
+
+    thread = threading.Thread(target=read_on_a_fresh_connection)
     thread.start()
     thread.join(timeout=30)
     assert seen == [True]

@@ -54,7 +54,9 @@ def test_rotate_one_route_in_the_database():
         output,
     )
     assert output.endswith("1 route(s) rotated\n")
-    token = re.search(r"/integrations/rt_[0-9a-f]+/([A-Za-z0-9_-]+)", output).group(1)
+    match = re.search(r"/integrations/rt_[0-9a-f]+/([A-Za-z0-9_-]+)", output)
+    assert match is not None
+    token = match.group(1)
     assert IntegrationRoute.objects.get(route_id=route_id).token_hash == tokens.token_hash(token)
     assert IntegrationRoute.objects.get(route_id=other).token_hash == tokens.token_hash("old-token" * 5)
 
@@ -160,7 +162,9 @@ def test_rotate_over_http_against_a_running_memory_only_gateway():
         )
         assert result.returncode == 0, result.stderr
         assert f"rotated {route_id} (owner client:ops-test)" in result.stdout
-        new_url = re.search(r": (http://\S+)", result.stdout).group(1)
+        match = re.search(r": (http://\S+)", result.stdout)
+        assert match is not None
+        new_url = match.group(1)
         assert new_url.rsplit("/", 1)[1] != created["route_token"]
 
         # The old URL is gone on the server: 404 (the route is not active, so a valid token would be 503).

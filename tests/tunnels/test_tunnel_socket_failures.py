@@ -10,6 +10,7 @@ from gateway_site.asgi import application
 from tests.relay_helpers import TunnelSocket
 from tests.tunnels.test_tunnel_and_ingress import DEVICE, OWNER, activate, new_route, status_of
 from tunnels import consumers as tunnel_consumers
+from tunnels import services as tunnel_services
 from tunnels.registry import tunnels
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -31,7 +32,7 @@ async def test_a_failing_tunnel_frame_closes_with_1011_and_frees_its_routes(setu
     await tunnel.open()
     assert (await activate(tunnel, route_id))["results"][0]["status"] == "active"
     assert await status_of(route_id) == "active"
-    monkeypatch.setattr(tunnel_consumers.services, "activation_check", boom)
+    monkeypatch.setattr(tunnel_services, "activation_check", boom)
     await tunnel.send({"type": "tunnel.activate", "request_id": "again", "routes": [route_id]})
     assert await closed_with(tunnel) == 1011
     assert tunnels.count_for_owner("owner-1") == 0
