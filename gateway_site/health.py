@@ -7,9 +7,11 @@ shutting down (gateway_site.lifecycle).
 
 from __future__ import annotations
 
+import asyncio
 from functools import cache
 from importlib.resources import files
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.utils.module_loading import import_string
@@ -88,7 +90,7 @@ HEALTH_COUNTERS = ("devices", "grants", "sessions", "agents", "routes", "tunnels
 
 
 @api_view("GET")
-def gateway_health(request: GatewayRequest) -> HttpResponse:
+async def gateway_health(request: GatewayRequest) -> HttpResponse:
     """`GET /gateway/v1/health` (docs/protocol/system-and-console.md §4): optional auth; counters only for a signed-in
     caller."""
     principal = getattr(request, "principal", None)  # None too where the middleware did not run
@@ -96,5 +98,9 @@ def gateway_health(request: GatewayRequest) -> HttpResponse:
         return json_response({"status": "ok"})
     counts = dict.fromkeys(HEALTH_COUNTERS, 0)
     for dotted in settings.GATEWAY_HEALTH_PROVIDERS:
-        counts.update(import_string(dotted)(principal))
+        provider = import_string(dotted)
+        if asyncio.iscoroutinefunction(provider):
+            counts.update(await provider(principal))
+        else:  # it reads the database
+            counts.update(await sync_to_async(provider)(principal))
     return json_response({"status": "ok", "state_backend": settings.GATEWAY.state_backend, **counts})

@@ -171,6 +171,8 @@ GATEWAY_HEALTH_PROVIDERS: list[str] = [
     "tunnels.services.health_counts",
     "shares.services.health_counts",
 ]
+# Ephemeral state, by store (relay.session_store): in this process, or in Redis for several processes.
+GATEWAY_SESSION_STORE = "relay.session_store.MemorySessionStore"
 # Who else may use a device: the sharing app's grants (relay.access asks this source; the relay never imports shares).
 GATEWAY_GRANT_SOURCE = "shares.permissions.ShareGrants"
 # App code the ASGI router reaches by import string, so that gateway_site imports no app (gateway_site.routing).

@@ -35,9 +35,9 @@ async def session_agent_frame(*, device_id: str, frame: dict[str, Any], kind: st
     identity_key = None
     if kind == "session.handshake.ack":
         identity_key = await database_sync_to_async(device_identity_key)(device_id)
-    outcome = _outcome(device_id, frame, kind, identity_key)
+    outcome = await _outcome(device_id, frame, kind, identity_key)
     if outcome.event is not None:
-        session_event_publish(*outcome.event)
+        await session_event_publish(*outcome.event)
     return outcome.replies
 
 
@@ -60,7 +60,7 @@ def _r3_plaintext_error(frame: dict[str, Any]) -> str | None:
     return frame.get("reason") or frame.get("error") or frame.get("code") or "agent_error"
 
 
-def _outcome(device_id: str, frame: dict[str, Any], kind: str, identity_key: str | None = None) -> FrameOutcome:
+async def _outcome(device_id: str, frame: dict[str, Any], kind: str, identity_key: str | None = None) -> FrameOutcome:
     """Steps 3-8 of §5.6 for a frame that passed the transport check (transport fields already removed).
 
     For `session.handshake.ack` the caller passes the device's identity key (read from the database).
@@ -69,9 +69,9 @@ def _outcome(device_id: str, frame: dict[str, Any], kind: str, identity_key: str
     handshake_id = alias(frame, "handshake_id", "handshakeId")
     if not session_id:
         return FrameOutcome()
-    session = sessions.get(session_id)
+    session = await sessions.get(session_id)
     if kind == "session.handshake.ack":
-        return _agent_ack_frame(device_id, frame, session, handshake_id, identity_key or "")
+        return await _agent_ack_frame(device_id, frame, session, handshake_id, identity_key or "")
     if (
         session is None
         or session["device_id"] != device_id
@@ -80,20 +80,20 @@ def _outcome(device_id: str, frame: dict[str, Any], kind: str, identity_key: str
     ):
         return FrameOutcome(replies=[session_frames.unauthorized_session_frame(session_id, handshake_id)])
     if kind in ("session.progress", "session.result", "session.error", "session.message"):
-        return _encrypted_frame(session, frame, kind)
+        return await _encrypted_frame(session, frame, kind)
     out = dict(frame)
     if not out.get("conversation_id"):
         out["conversation_id"] = session["conversation_id"]
     return FrameOutcome(event=(session_id, "session.event", dumps(out)))
 
 
-def _encrypted_frame(session: Session, frame: dict[str, Any], kind: str) -> FrameOutcome:
+async def _encrypted_frame(session: Session, frame: dict[str, Any], kind: str) -> FrameOutcome:
     session_id = session["session_id"]
     out = dict(frame)
     out["conversation_id"] = session["conversation_id"]
     broken = envelope.violation(out)
     if broken is not None:
-        sessions.update(session_id, lambda record: record.__setitem__("updated_at", unix_now()))
+        await sessions.update(session_id, lambda record: record.__setitem__("updated_at", unix_now()))
         if kind == "session.error" and settings.GATEWAY.require_encrypted_frames:
             reason = _r3_plaintext_error(frame)
             if reason is not None:
@@ -114,14 +114,14 @@ def _encrypted_frame(session: Session, frame: dict[str, Any], kind: str) -> Fram
         record["updated_at"] = unix_now()
         return True
 
-    _, accepted = sessions.update(session_id, advance)
+    _, accepted = await sessions.update(session_id, advance)
     if not accepted:
         logger.info("agent frame replay dropped", extra={"fields": {"session_id": session_id}})
         return FrameOutcome()
     return FrameOutcome(event=(session_id, "session.event", dumps(out)))
 
 
-def _agent_ack_frame(
+async def _agent_ack_frame(
     device_id: str, frame: dict[str, Any], session: Session | None, handshake_id: str, identity_key: str
 ) -> FrameOutcome:
     if (
@@ -163,7 +163,7 @@ def _agent_ack_frame(
             ),
             "agent handshake error",
         )
-        return _ack_failed(session_id, out, message)
+        return await _ack_failed(session_id, out, message)
     try:
         if not (proof.agent_key and proof.signature and proof.transcript_hash):
             raise AckRejected("missing handshake ack fields from agent websocket frame", 400, "")
@@ -178,9 +178,9 @@ def _agent_ack_frame(
     except AckRejected as exc:
         if already:  # a failing copy of the accepted ack: refuse it, change nothing
             return FrameOutcome(replies=[{"type": "agent.error", "error": exc.reason, "session_id": session_id}])
-        return _ack_failed(session_id, out, exc.reason)
+        return await _ack_failed(session_id, out, exc.reason)
     try:
-        stored = accept_ack(session_id, proof)
+        stored = await accept_ack(session_id, proof)
     except ApiError as exc:  # another key's ack won meanwhile (409)
         return FrameOutcome(replies=[{"type": "agent.error", "error": exc.message, "session_id": session_id}])
     out["status"] = ACKNOWLEDGED
@@ -188,14 +188,14 @@ def _agent_ack_frame(
     return FrameOutcome(event=(session_id, "session.event", dumps(out)))
 
 
-def _ack_failed(session_id: str, out: dict[str, Any], message: str) -> FrameOutcome:
+async def _ack_failed(session_id: str, out: dict[str, Any], message: str) -> FrameOutcome:
     def fail(record: Session) -> None:
         record["status"] = AGENT_ERROR
         record["last_error"] = message
         record["sent_to_connection"] = ""  # a new client-init may hand the request to the agent again
         record["updated_at"] = unix_now()
 
-    sessions.update(session_id, fail)
+    await sessions.update(session_id, fail)
     out["status"] = AGENT_ERROR
     out["error"] = message
     logger.info("agent ack failed", extra={"fields": {"session_id": session_id, "reason": message}})

@@ -105,7 +105,7 @@ class SessionEventsConsumer(SseConsumer):
     async def open_stream(self) -> None:
         principal = principal_from_scope(self.scope)
         session_id = session_id_param(self.scope["url_route"]["kwargs"]["session_id"])
-        session = sessions.load(session_id)
+        session = await sessions.load(session_id)
         if not await database_sync_to_async(self._member)(session, principal):
             raise Forbidden("forbidden")
         self.principal = principal
@@ -118,7 +118,7 @@ class SessionEventsConsumer(SseConsumer):
         await self.join_group(user_group(principal.uid))
         await self.start_stream(principal.uid)
         await self.write(comment_bytes("connected"))
-        replay = store.events_after(session_id, _last_event_id(self.scope))
+        replay = await store.events_after(session_id, _last_event_id(self.scope))
         for event_id, name, data in replay:  # one write per event: the reader's budget is checked between them
             await self.write(event_bytes(name, data, str(event_id)))
             self.last_sent = event_id
@@ -192,8 +192,8 @@ class SessionEventsConsumer(SseConsumer):
         """Every 15 s: a `:heartbeat`, and the access re-check (docs/protocol/relay.md §4.5)."""
         while True:
             await asyncio.sleep(settings.GATEWAY_SESSION_HEARTBEAT_SECONDS)
-            sessions_sweep_due()
-            session = store.get(self.session_id)
+            await sessions_sweep_due()
+            session = await store.get(self.session_id)
             if session is None:
                 self.end(None)  # deleted: a silent close
                 return

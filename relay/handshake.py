@@ -46,8 +46,11 @@ class InitOutcome:
 
 async def session_client_init(*, principal: Principal, session_id: str, init: ClientInit) -> InitOutcome:
     """Create the session (or repeat an identical client-init), then hand its request to the agent."""
-    session = await sync_to_async(_create_or_repeat)(principal=principal, session_id=session_id, init=init)
-    sessions_sweep_due()
+    owner_uid, owner_email = await sync_to_async(_device_for_init)(principal=principal, device_id=init.device_id)
+    session = await _create_or_repeat(
+        principal=principal, session_id=session_id, init=init, owner_uid=owner_uid, owner_email=owner_email
+    )
+    await sessions_sweep_due()
     if session["status"] == ACKNOWLEDGED:
         return InitOutcome(session, "already_acknowledged")
     session, failure = await session_request_send(session)
@@ -56,21 +59,28 @@ async def session_client_init(*, principal: Principal, session_id: str, init: Cl
     return InitOutcome(session, "forwarded_to_agent")
 
 
-def _create_or_repeat(*, principal: Principal, session_id: str, init: ClientInit) -> Session:
-    """Steps 8-11 and the create-or-repeat (database: the device and the caller's access)."""
-    device = Device.objects.filter(device_id=init.device_id).first()
+def _device_for_init(*, principal: Principal, device_id: str) -> tuple[str, str]:
+    """Steps 8-11 (database: the device and the caller's access); returns the device's owner uid and email."""
+    device = Device.objects.filter(device_id=device_id).first()
     if device is None:
         raise NotFound("device not found")
     if not (access.is_owner(device, principal, email_fallback=True) or access.can_use_device(device, principal)):
         raise Forbidden("forbidden")
+    return device.owner_uid, device.owner_email
+
+
+async def _create_or_repeat(
+    *, principal: Principal, session_id: str, init: ClientInit, owner_uid: str, owner_email: str
+) -> Session:
+    """Create the session, or accept an identical repeat of its client-init."""
     conversation_id = init.conversation_id or f"conv_{session_id}"
     now = unix_now()
     record: Session = {
         "session_id": session_id,
         "handshake_id": init.handshake_id,
         "device_id": init.device_id,
-        "owner_uid": device.owner_uid,
-        "owner_email": device.owner_email,
+        "owner_uid": owner_uid,
+        "owner_email": owner_email,
         "conversation_id": conversation_id,
         "client_ephemeral_public_key": init.client_key,
         "client_session_nonce": init.nonce,
@@ -88,7 +98,7 @@ def _create_or_repeat(*, principal: Principal, session_id: str, init: ClientInit
     }
     limit = settings.GATEWAY.max_sessions_per_device
     try:
-        stored, created = sessions.create(record, per_device_limit=limit)
+        stored, created = await sessions.create(record, per_device_limit=limit)
     except SessionLimit:
         raise TooManyRequests("too many sessions for this device", max_sessions=limit) from None
     if created:
@@ -109,9 +119,9 @@ def _create_or_repeat(*, principal: Principal, session_id: str, init: ClientInit
             raise Conflict("handshake_id already exists with different conversation_id")
         existing["updated_at"] = unix_now()
 
-    updated, _ = sessions.update(session_id, repeat)
+    updated, _ = await sessions.update(session_id, repeat)
     if updated is None:  # swept between create and update: start over as new
-        updated, _ = sessions.create(record)
+        updated, _ = await sessions.create(record)
     return updated
 
 
@@ -124,16 +134,16 @@ async def session_request_send(session: Session) -> tuple[Session, str]:
     session_id = session["session_id"]
     connection_id = delivery.agent_connection(session["device_id"])
     if connection_id is None:
-        updated = _record_request_failed(session_id, "agent_not_connected")
+        updated = await _record_request_failed(session_id, "agent_not_connected")
         return updated or session, "agent_not_connected"
-    if not _claim_request_send(session_id, connection_id):
-        return load(session_id), ""  # this socket already has the request
+    if not await _claim_request_send(session_id, connection_id):
+        return await load(session_id), ""  # this socket already has the request
     if not await delivery.send_to_connection(
         session["device_id"], connection_id, session_frames.handshake_request(session)
     ):
-        updated = _record_request_failed(session_id, "agent_unavailable")
+        updated = await _record_request_failed(session_id, "agent_unavailable")
         return updated or session, "agent_unavailable"
-    updated = _record_request_sent(session_id, connection_id)
+    updated = await _record_request_sent(session_id, connection_id)
     if updated is None:
         return session, "session_not_found"
     return updated, ""
@@ -142,20 +152,20 @@ async def session_request_send(session: Session) -> tuple[Session, str]:
 async def session_requests_flush(*, device_id: str, connection_id: str) -> None:
     """A new agent socket: hand it every request still waiting (§5.2 step 6), each at most once; stop at the first
     write that fails."""
-    for session in sessions.for_device(device_id):
+    for session in await sessions.for_device(device_id):
         if session["status"] not in (PENDING_ACK, PENDING_CONNECTION):
             continue
         session_id = session["session_id"]
-        if not _claim_request_send(session_id, connection_id):
+        if not await _claim_request_send(session_id, connection_id):
             continue
         if await delivery.send_to_connection(device_id, connection_id, session_frames.handshake_request(session)):
-            _record_request_sent(session_id, connection_id)
+            await _record_request_sent(session_id, connection_id)
         else:
-            _record_request_failed(session_id, "agent_unavailable")
+            await _record_request_failed(session_id, "agent_unavailable")
             return
 
 
-def _claim_request_send(session_id: str, connection_id: str) -> bool:
+async def _claim_request_send(session_id: str, connection_id: str) -> bool:
     """Atomically reserve the right to send the handshake request to socket `connection_id`: False when that socket
     already had it (decisions.md R5: never twice to the same socket, even when a connect-time flush and a client-init
     race)."""
@@ -166,10 +176,10 @@ def _claim_request_send(session_id: str, connection_id: str) -> bool:
         session["sent_to_connection"] = connection_id
         return True
 
-    return bool(sessions.update(session_id, claim)[1])
+    return bool((await sessions.update(session_id, claim))[1])
 
 
-def _record_request_sent(session_id: str, connection_id: str) -> Session | None:
+async def _record_request_sent(session_id: str, connection_id: str) -> Session | None:
     def mark(session: Session) -> None:
         # From agent_error too (upstream keeps agent_error with the error cleared, docs/protocol/relay.md §2 [Q]): a
         # request that reached the agent is pending its ack.
@@ -179,10 +189,10 @@ def _record_request_sent(session_id: str, connection_id: str) -> Session | None:
         session["sent_to_connection"] = connection_id
         session["updated_at"] = unix_now()
 
-    return sessions.update(session_id, mark)[0]
+    return (await sessions.update(session_id, mark))[0]
 
 
-def _record_request_failed(session_id: str, reason: str) -> Session | None:
+async def _record_request_failed(session_id: str, reason: str) -> Session | None:
     def mark(session: Session) -> None:
         if session["status"] != ACKNOWLEDGED:
             session["status"] = PENDING_CONNECTION
@@ -190,7 +200,7 @@ def _record_request_failed(session_id: str, reason: str) -> Session | None:
         session["sent_to_connection"] = ""
         session["updated_at"] = unix_now()
 
-    return sessions.update(session_id, mark)[0]
+    return (await sessions.update(session_id, mark))[0]
 
 
 def _resend_due(session: Session, connection_id: str | None) -> bool:
@@ -207,7 +217,7 @@ def _resend_due(session: Session, connection_id: str | None) -> bool:
 
 async def session_handshake_read(*, principal: Principal, session_id: str, handshake_id: str) -> Session:
     """The session of a member, with its request handed again to the agent when it is due (R5)."""
-    session = load(session_id)
+    session = await load(session_id)
     await ensure_member(session, principal)
     if handshake_id != session["handshake_id"]:
         raise NotFound("handshake not found")
@@ -247,7 +257,7 @@ def verify_ack(session: Session, *, identity_key: str, proof: AckProof) -> None:
         raise AckRejected(f"signature verification failed: {exc}", 401, "signature verification failed") from None
 
 
-def accept_ack(session_id: str, proof: AckProof) -> Session:
+async def accept_ack(session_id: str, proof: AckProof) -> Session:
     """Store a verified ack. The first valid ack wins: a later one with another agent key is a 409 (R5)."""
 
     def store(session: Session) -> None:
@@ -262,7 +272,7 @@ def accept_ack(session_id: str, proof: AckProof) -> Session:
             session["conversation_id"] = f"conv_{session['session_id']}"
         session["updated_at"] = unix_now()
 
-    updated, _ = sessions.update(session_id, store)
+    updated, _ = await sessions.update(session_id, store)
     if updated is None:
         raise NotFound("handshake not found")
     return updated
@@ -270,29 +280,36 @@ def accept_ack(session_id: str, proof: AckProof) -> Session:
 
 async def session_ack_post(*, principal: Principal, session_id: str, ack: HttpAck) -> Session:
     """`POST …/agent-ack`: verify and store the ack, then publish `session.handshake.ack` to the session's stream."""
-    session = await sync_to_async(_ack_http)(principal=principal, session_id=session_id, ack=ack)
-    session_event_publish(session_id, "session.event", dumps(session_frames.handshake_ack_event(session)))
+    session = await sessions.get(session_id)
+    if session is None:
+        raise NotFound("handshake not found")
+    identity_key = await sync_to_async(_owned_identity_key)(principal=principal, device_id=session["device_id"])
+    session = await _ack_http(session=session, identity_key=identity_key, ack=ack)
+    await session_event_publish(session_id, "session.event", dumps(session_frames.handshake_ack_event(session)))
     return session
 
 
-def _ack_http(*, principal: Principal, session_id: str, ack: HttpAck) -> Session:
-    """Steps 6-12 of §4.3 and the store; a failed HTTP ack changes nothing (database: the identity key)."""
-    session = sessions.get(session_id)
-    if session is None:
-        raise NotFound("handshake not found")
-    device = Device.objects.filter(device_id=session["device_id"]).first()
+def _owned_identity_key(*, principal: Principal, device_id: str) -> str:
+    """Step 7 of §4.3 (database): the device's identity key, if the caller owns the device."""
+    device = Device.objects.filter(device_id=device_id).first()
     if device is None or not device.public_key or device.owner_uid != principal.uid:
         raise NotFound("device identity not found")
+    return device.public_key
+
+
+async def _ack_http(*, session: Session, identity_key: str, ack: HttpAck) -> Session:
+    """Steps 8-12 of §4.3 and the store; a failed HTTP ack changes nothing."""
+    session_id = session["session_id"]
     if ack.handshake_id != session["handshake_id"]:
         raise NotFound("handshake not found")
     if ack.device_id != session["device_id"]:
         raise BadRequest("device_id mismatch for handshake")
     try:
-        verify_ack(session, identity_key=device.public_key, proof=ack.proof)
+        verify_ack(session, identity_key=identity_key, proof=ack.proof)
     except AckRejected as exc:
         logger.info("agent ack rejected", extra={"fields": {"session_id": session_id, "reason": exc.reason}})
         raise
-    return accept_ack(session_id, ack.proof)
+    return await accept_ack(session_id, ack.proof)
 
 
 def device_identity_key(device_id: str) -> str:

@@ -27,11 +27,11 @@ async def session_message_post(
     *, principal: Principal, session_id: str, idempotency_key: str | None, body: dict[str, Any]
 ) -> dict[str, Any]:
     """Relay one client message to the agent; returns the `202` body. `idempotency_key` is the parsed header."""
-    session = load(session_id)
+    session = await load(session_id)
     await ensure_member(session, principal)
-    outgoing = _prepare(principal=principal, session=session, header_key=idempotency_key, body=body)
+    outgoing = await _prepare(principal=principal, session=session, header_key=idempotency_key, body=body)
     if not await delivery.send_to_device(outgoing.session["device_id"], outgoing.frame):
-        _undo(outgoing)
+        await _undo(outgoing)
         raise ApiError(
             "agent_unavailable",
             status=503,
@@ -53,7 +53,9 @@ class _Outgoing:
     idempotency_key: str = ""
 
 
-def _prepare(*, principal: Principal, session: Session, header_key: str | None, body: dict[str, Any]) -> _Outgoing:
+async def _prepare(
+    *, principal: Principal, session: Session, header_key: str | None, body: dict[str, Any]
+) -> _Outgoing:
     """Checks 6-11 of §4.4 (existence and membership are checked) and the atomic seq commit."""
     config = settings.GATEWAY
     session_id = session["session_id"]
@@ -77,7 +79,7 @@ def _prepare(*, principal: Principal, session: Session, header_key: str | None, 
     # decisions.md R1: the header when present, else the body's message_id, else no de-duplication beyond seq.
     key_source = header_key if header_key is not None else alias(body, "message_id", "messageId")
     idempotency_key = f"{session_id}:{principal.uid}:{key_source}" if key_source else ""
-    if idempotency_key and not sessions.reserve_idempotency_key(idempotency_key, config.idempotency_ttl_seconds):
+    if idempotency_key and not await sessions.reserve_idempotency_key(idempotency_key, config.idempotency_ttl_seconds):
         raise Conflict("duplicate_request", session_id=session["session_id"])
     previous = 0
     if seq is not None:
@@ -90,10 +92,10 @@ def _prepare(*, principal: Principal, session: Session, header_key: str | None, 
             record["updated_at"] = unix_now()
             return before
 
-        stored, result = sessions.update(session_id, advance)
+        stored, result = await sessions.update(session_id, advance)
         if stored is None or result is None:
             if idempotency_key:
-                sessions.release_idempotency_key(idempotency_key, config.idempotency_ttl_seconds)
+                await sessions.release_idempotency_key(idempotency_key, config.idempotency_ttl_seconds)
             if stored is None:
                 raise NotFound("session not found")
             raise Conflict("replay_detected", violation="replay_detected", **where)
@@ -103,7 +105,7 @@ def _prepare(*, principal: Principal, session: Session, header_key: str | None, 
     return _Outgoing(session, frame, message_id, seq, previous, idempotency_key)
 
 
-def _undo(outgoing: _Outgoing) -> None:
+async def _undo(outgoing: _Outgoing) -> None:
     """The agent could not take the message: roll seq back and release the idempotency key (§4.4 row 12)."""
     if outgoing.seq is not None:
         seq = outgoing.seq
@@ -112,6 +114,6 @@ def _undo(outgoing: _Outgoing) -> None:
             if record["seq_client_to_agent"] == seq:
                 record["seq_client_to_agent"] = outgoing.previous_seq
 
-        sessions.update(outgoing.session["session_id"], rollback)
+        await sessions.update(outgoing.session["session_id"], rollback)
     if outgoing.idempotency_key:
-        sessions.release_idempotency_key(outgoing.idempotency_key, settings.GATEWAY.idempotency_ttl_seconds)
+        await sessions.release_idempotency_key(outgoing.idempotency_key, settings.GATEWAY.idempotency_ttl_seconds)

@@ -1,17 +1,27 @@
-"""Ephemeral relay sessions in the `state` cache: session records, their event backlogs and idempotency keys.
+"""Ephemeral relay sessions: session records, their event backlogs and idempotency keys (docs/protocol/relay.md §2,
+§4.5, docs/protocol/decisions.md R1, H3).
 
-A session is a plain dict (docs/protocol/relay.md §2). Every read-modify-write goes through one method holding the
-store's lock (locmem has no compare-and-set); a Redis implementation would use WATCH or a Lua script for the same
-methods. Event ids come from one process-wide counter, so they increase across all sessions.
+`SessionStore` is the protocol; the implementation is chosen in settings (`GATEWAY_SESSION_STORE`, an import path):
+`MemorySessionStore` here keeps plain objects in this process (no pickling on the hot path), and
+relay.redis_session_store keeps them in Redis for several processes. `tests/relay/test_session_store_conformance.py`
+runs the same tests against both.
+
+A session is a plain dict of JSON values. Records are copy-on-write: `update` applies its mutation to a copy and
+stores the copy only if the mutation returns, so a mutation that raises changes nothing, and a record someone holds
+never changes under them. Event ids increase across all sessions.
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
 import threading
+from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
-from django.core.cache import caches
+from django.conf import settings
+from django.utils.module_loading import import_string
 
 from gateway_site.boundedstore import BoundedStore, bounded_store
 
@@ -20,161 +30,188 @@ MAX_IDEMPOTENCY_KEYS = 200_000  # callers choose the keys: the oldest go first b
 SESSION_SAFETY_TTL = 30 * 86400  # sessions are swept after 24 h idle; this only bounds a forgotten record
 
 Session = dict[str, Any]
+Event = tuple[int, str, str]  # (id, SSE event name, JSON data)
+T = TypeVar("T")
 
 
 class SessionLimit(Exception):
     """The device already holds as many sessions as it may (decisions.md H3)."""
 
 
-class SessionStore:
-    _lock = threading.RLock()
+class SessionStore(Protocol):
+    async def get(self, session_id: str) -> Session | None: ...
+
+    async def create(self, record: Session, *, per_device_limit: int | None = None) -> tuple[Session, bool]:
+        """Store `record` unless a session with its id exists; returns (the stored record, created). Raises
+        SessionLimit when the device already has `per_device_limit` sessions (atomically: concurrent creates cannot
+        overshoot it)."""
+        ...
+
+    async def update(self, session_id: str, mutate: Callable[[Session], T]) -> tuple[Session | None, T | None]:
+        """Apply `mutate` to the record atomically; returns (the saved record, or None if absent, and mutate's
+        result). A mutation that raises saves nothing."""
+        ...
+
+    async def delete(self, session_id: str) -> Session | None:
+        """Remove the session and its backlog; returns the record it had."""
+        ...
+
+    async def for_device(self, device_id: str) -> list[Session]: ...
+
+    async def all(self) -> list[Session]: ...
+
+    async def append_event(self, session_id: str, name: str, data: str, *, max_bytes: int | None = None) -> int:
+        """Add one event to the backlog and return its id. The newest 1000 events are kept and, with `max_bytes`,
+        no more than that many bytes of them (oldest dropped first; the newest is always kept)."""
+        ...
+
+    async def events_after(self, session_id: str, after: int) -> list[Event]:
+        """Backlog events with an id greater than `after`, oldest first."""
+        ...
+
+    async def backlog_bytes(self, session_id: str) -> int: ...
+
+    async def backlog_count(self) -> int:
+        """How many sessions hold a non-empty backlog."""
+        ...
+
+    async def reserve_idempotency_key(self, key: str, ttl: int) -> bool:
+        """Claim `key` for `ttl` seconds; False when it is already claimed."""
+        ...
+
+    async def release_idempotency_key(self, key: str, ttl: int) -> None: ...
+
+    async def claim_sweep(self, period: int) -> bool:
+        """True for at most one caller per `period` seconds (across every process sharing the store)."""
+        ...
+
+
+def event_size(name: str, data: str) -> int:
+    """What one event counts against SESSION_BACKLOG_BYTES."""
+    return len(name) + len(data.encode("utf-8"))
+
+
+class MemorySessionStore:
+    """The in-process store: dicts and deques behind one lock (held only for plain dict work, never across an
+    await), so the event loop and threads with loops of their own can share it."""
 
     def __init__(self) -> None:
-        self.cache = caches["state"]
+        self._lock = threading.Lock()
+        self._records: dict[str, Session] = {}
+        self._by_device: dict[str, set[str]] = {}
+        self._backlogs: dict[str, deque[tuple[int, str, str, int]]] = {}
+        self._backlog_bytes: dict[str, int] = {}
+        self._event_ids = itertools.count(1)
 
-    # -- records -------------------------------------------------------------------------------------------------
+    async def get(self, session_id: str) -> Session | None:
+        return self._records.get(session_id)
 
-    @staticmethod
-    def _key(session_id: str) -> str:
-        return f"session:{session_id}"
-
-    def get(self, session_id: str) -> Session | None:
-        record = self.cache.get(self._key(session_id))
-        return record if isinstance(record, dict) else None
-
-    def create(self, record: Session, *, per_device_limit: int | None = None) -> tuple[Session, bool]:
-        """Store `record` unless a session with its id exists; returns (the stored record, created).
-
-        Raises SessionLimit when the device already has `per_device_limit` sessions (checked under the same lock,
-        so concurrent creates cannot overshoot it).
-        """
-        session_id = record["session_id"]
-        with self._lock:  # add + index update must be one step
-            existing = self.get(session_id)
+    async def create(self, record: Session, *, per_device_limit: int | None = None) -> tuple[Session, bool]:
+        session_id, device_id = record["session_id"], record["device_id"]
+        with self._lock:
+            existing = self._records.get(session_id)
             if existing is not None:
                 return existing, False
-            index = self.cache.get("sessions:index") or {}
-            if per_device_limit is not None:
-                on_device = sum(1 for device_id in index.values() if device_id == record["device_id"])
-                if on_device >= per_device_limit:
-                    raise SessionLimit(record["device_id"])
-            self.cache.set(self._key(session_id), record, timeout=SESSION_SAFETY_TTL)
-            index[session_id] = record["device_id"]
-            self.cache.set("sessions:index", index, timeout=None)
-        return record, True
+            on_device = self._by_device.setdefault(device_id, set())
+            if per_device_limit is not None and len(on_device) >= per_device_limit:
+                raise SessionLimit(device_id)
+            stored = dict(record)
+            self._records[session_id] = stored
+            on_device.add(session_id)
+        return stored, True
 
-    def update(self, session_id: str, mutate: Callable[[Session], Any]) -> tuple[Session | None, Any]:
-        """Apply `mutate(record)` atomically; returns (the saved record or None if absent, mutate's result).
-
-        `mutate` may raise to abort without saving.
-        """
-        with self._lock:  # read-modify-write: see the module docstring
-            record = self.get(session_id)
-            if record is None:
-                return None, None
-            result = mutate(record)
-            self.cache.set(self._key(session_id), record, timeout=SESSION_SAFETY_TTL)
-            return record, result
-
-    def delete(self, session_id: str) -> Session | None:
+    async def update(self, session_id: str, mutate: Callable[[Session], T]) -> tuple[Session | None, T | None]:
         with self._lock:
-            record = self.get(session_id)
-            self.cache.delete(self._key(session_id))
-            index = self.cache.get("sessions:index") or {}
-            if index.pop(session_id, None) is not None:
-                self.cache.set("sessions:index", index, timeout=None)
-            entries = self.cache.get(self._events_key(session_id)) or []
-            keys = [self._event_key(session_id, i) for i, _ in entries]
-            self.cache.delete_many([*keys, self._events_key(session_id)])
+            current = self._records.get(session_id)
+            if current is None:
+                return None, None
+            record = dict(current)
+            result = mutate(record)
+            self._records[session_id] = record
+        return record, result
+
+    async def delete(self, session_id: str) -> Session | None:
+        with self._lock:
+            record = self._records.pop(session_id, None)
+            if record is not None:
+                on_device = self._by_device.get(record["device_id"])
+                if on_device is not None:
+                    on_device.discard(session_id)
+                    if not on_device:
+                        del self._by_device[record["device_id"]]
+            self._backlogs.pop(session_id, None)
+            self._backlog_bytes.pop(session_id, None)
         return record
 
-    def all_ids(self) -> dict[str, str]:
-        """session id -> device id, for every stored session."""
-        return dict(self.cache.get("sessions:index") or {})
+    async def for_device(self, device_id: str) -> list[Session]:
+        with self._lock:
+            ids = list(self._by_device.get(device_id, ()))
+            return [self._records[sid] for sid in ids if sid in self._records]
 
-    def for_device(self, device_id: str) -> list[Session]:
-        ids = [sid for sid, dev in self.all_ids().items() if dev == device_id]
-        found = self.cache.get_many([self._key(sid) for sid in ids])
-        return [record for record in found.values() if isinstance(record, dict)]
+    async def all(self) -> list[Session]:
+        with self._lock:
+            return list(self._records.values())
 
-    def all(self) -> list[Session]:
-        found = self.cache.get_many([self._key(sid) for sid in self.all_ids()])
-        return [record for record in found.values() if isinstance(record, dict)]
-
-    # -- event backlog ---------------------------------------------------------------------------------------------
-
-    @staticmethod
-    def _events_key(session_id: str) -> str:
-        return f"events:{session_id}"
-
-    @staticmethod
-    def _event_key(session_id: str, event_id: int) -> str:
-        return f"event:{session_id}:{event_id}"
-
-    def _next_event_id(self) -> int:
-        if self.cache.add("events:counter", 1, timeout=None):
-            return 1
-        return int(self.cache.incr("events:counter"))
-
-    def append_event(self, session_id: str, name: str, data: str, *, max_bytes: int | None = None) -> int:
-        """Store one event (SSE name and JSON text) in the session's backlog, keeping the newest 1000 and, with
-        `max_bytes`, no more than that many bytes of event data: the oldest events are dropped first, and the newest
-        is always kept (decisions.md H3)."""
-        size = len(name) + len(data.encode("utf-8"))
+    async def append_event(self, session_id: str, name: str, data: str, *, max_bytes: int | None = None) -> int:
+        size = event_size(name, data)
         with self._lock:  # the id order and the backlog order must agree
-            event_id = self._next_event_id()
-            entries: list[tuple[int, int]] = self.cache.get(self._events_key(session_id)) or []
-            entries.append((event_id, size))
-            keep = len(entries) - BACKLOG_LIMIT if len(entries) > BACKLOG_LIMIT else 0
-            if max_bytes is not None:
-                total = sum(s for _, s in entries[keep:])
-                while total > max_bytes and keep < len(entries) - 1:
-                    total -= entries[keep][1]
-                    keep += 1
-            dropped, entries = entries[:keep], entries[keep:]
-            self.cache.set(self._event_key(session_id, event_id), (name, data), timeout=SESSION_SAFETY_TTL)
-            self.cache.set(self._events_key(session_id), entries, timeout=SESSION_SAFETY_TTL)
-            if dropped:
-                self.cache.delete_many([self._event_key(session_id, i) for i, _ in dropped])
+            event_id = next(self._event_ids)
+            backlog = self._backlogs.setdefault(session_id, deque())
+            backlog.append((event_id, name, data, size))
+            total = self._backlog_bytes.get(session_id, 0) + size
+            while len(backlog) > BACKLOG_LIMIT or (max_bytes is not None and total > max_bytes and len(backlog) > 1):
+                total -= backlog.popleft()[3]
+            self._backlog_bytes[session_id] = total
         return event_id
 
-    def backlog_bytes(self, session_id: str) -> int:
-        return sum(size for _, size in self.cache.get(self._events_key(session_id)) or [])
+    async def events_after(self, session_id: str, after: int) -> list[Event]:
+        with self._lock:
+            backlog = self._backlogs.get(session_id)
+            if not backlog:
+                return []
+            return [(event_id, name, data) for event_id, name, data, _ in backlog if event_id > after]
 
-    def events_after(self, session_id: str, after: int) -> list[tuple[int, str, str]]:
-        """Backlog events with an id greater than `after`, oldest first: (id, name, data)."""
-        ids = [i for i, _ in (self.cache.get(self._events_key(session_id)) or []) if i > after]
-        found = self.cache.get_many([self._event_key(session_id, i) for i in ids])
-        out = []
-        for event_id in ids:
-            stored = found.get(self._event_key(session_id, event_id))
-            if stored is not None:
-                out.append((event_id, stored[0], stored[1]))
-        return out
+    async def backlog_bytes(self, session_id: str) -> int:
+        return self._backlog_bytes.get(session_id, 0)
 
-    def backlog_count(self) -> int:
-        """Sessions that hold a stored event backlog (node-wide)."""
-        keys = [self._events_key(sid) for sid in self.all_ids()]
-        return sum(1 for ids in self.cache.get_many(keys).values() if ids)
-
-    # -- idempotency keys -----------------------------------------------------------------------------------------
+    async def backlog_count(self) -> int:
+        with self._lock:
+            return sum(1 for backlog in self._backlogs.values() if backlog)
 
     @staticmethod
     def _idempotency(ttl: int) -> BoundedStore:
         return bounded_store("idempotency-keys", ttl=ttl, max_entries=MAX_IDEMPOTENCY_KEYS)
 
-    def reserve_idempotency_key(self, key: str, ttl: int) -> bool:
-        """Atomically claim `key` for `ttl` seconds; False when it is already claimed."""
+    async def reserve_idempotency_key(self, key: str, ttl: int) -> bool:
         return self._idempotency(ttl).add(key)
 
-    def release_idempotency_key(self, key: str, ttl: int) -> None:
+    async def release_idempotency_key(self, key: str, ttl: int) -> None:
         self._idempotency(ttl).delete(key)
 
-    # -- housekeeping --------------------------------------------------------------------------------------------
+    async def claim_sweep(self, period: int) -> bool:
+        return bounded_store("session-sweep", ttl=period, max_entries=1).add("sweep")
 
-    def claim_sweep(self, period: int) -> bool:
-        """True for at most one caller per `period` seconds: the one that should sweep now."""
-        return bool(self.cache.add("sessions:sweep", 1, timeout=period))
+    def clear(self) -> None:
+        """Forget everything (tests)."""
+        with self._lock:
+            self._records.clear()
+            self._by_device.clear()
+            self._backlogs.clear()
+            self._backlog_bytes.clear()
 
 
-sessions = SessionStore()
+@functools.cache
+def session_store() -> SessionStore:
+    """The store named by `GATEWAY_SESSION_STORE` (one per process)."""
+    store: SessionStore = import_string(settings.GATEWAY_SESSION_STORE)()
+    return store
+
+
+class _StoreProxy:
+    """`sessions`: the configured store, looked up at first use (settings are not ready at import time)."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(session_store(), name)
+
+
+sessions: SessionStore = _StoreProxy()

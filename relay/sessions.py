@@ -79,28 +79,28 @@ async def ensure_member(session: Session, principal: Principal) -> None:
 # -- lifetime and counters -----------------------------------------------------------------------------------------
 
 
-def pending_sessions(device_id: str) -> list[Session]:
+async def pending_sessions(device_id: str) -> list[Session]:
     """Sessions of the device still waiting for the agent: flushed to a newly connected socket."""
-    return [s for s in sessions.for_device(device_id) if s["status"] in (PENDING_ACK, PENDING_CONNECTION)]
+    return [s for s in await sessions.for_device(device_id) if s["status"] in (PENDING_ACK, PENDING_CONNECTION)]
 
 
-def sessions_sweep(*, now: int | None = None) -> list[Session]:
+async def sessions_sweep(*, now: int | None = None) -> list[Session]:
     """Delete sessions idle for 24 h, except live ones whose device is connected; returns the deleted ones."""
     current = unix_now() if now is None else now
     swept = []
-    for session in sessions.all():
+    for session in await sessions.all():
         if not expired(session, current):
             continue
-        if sessions.delete(session["session_id"]) is not None:
+        if await sessions.delete(session["session_id"]) is not None:
             swept.append(session)
     return swept
 
 
-def sweep_if_due() -> list[Session]:
+async def sweep_if_due() -> list[Session]:
     """Sweep at most once per 5 minutes across all callers (client-init and stream heartbeats trigger it)."""
-    if not sessions.claim_sweep(SWEEP_PERIOD_SECONDS):
+    if not await sessions.claim_sweep(SWEEP_PERIOD_SECONDS):
         return []
-    return sessions_sweep()
+    return await sessions_sweep()
 
 
 def expired(session: Session, now: int | None = None) -> bool:
@@ -113,27 +113,27 @@ def expired(session: Session, now: int | None = None) -> bool:
     return not (session["status"] in (ACKNOWLEDGED, PENDING_ACK, PENDING_CONNECTION) and connected)
 
 
-def load(session_id: str) -> Session:
+async def load(session_id: str) -> Session:
     """The session, or 404 `session not found` — also for one past its idle expiry that no sweep has reached yet
     (sweeps run at most every 5 minutes, when a request or a stream comes by; expiry must not wait for them)."""
-    session = sessions.get(session_id)
+    session = await sessions.get(session_id)
     if session is not None and expired(session):
-        sessions.delete(session_id)
+        await sessions.delete(session_id)
         session = None
     if session is None:
         raise NotFound("session not found")
     return session
 
 
-def sessions_of_device_delete(device_id: str) -> list[str]:
+async def sessions_of_device_delete(device_id: str) -> list[str]:
     """The device was deleted: its sessions go too; returns their ids."""
-    ids = [s["session_id"] for s in sessions.for_device(device_id)]
+    ids = [s["session_id"] for s in await sessions.for_device(device_id)]
     for session_id in ids:
-        sessions.delete(session_id)
+        await sessions.delete(session_id)
     return ids
 
 
-def health_counts(principal: Principal) -> dict[str, int]:
+async def health_counts(principal: Principal) -> dict[str, int]:
     """`sessions` (owned by the caller as device owner) and node-wide `event_backlogs`."""
-    owned = sum(1 for s in sessions.all() if s["owner_uid"] == principal.uid)
-    return {"sessions": owned, "event_backlogs": sessions.backlog_count()}
+    owned = sum(1 for s in await sessions.all() if s["owner_uid"] == principal.uid)
+    return {"sessions": owned, "event_backlogs": await sessions.backlog_count()}

@@ -22,5 +22,5 @@ async def relay_device_deleted(sender: Any, *, device_id: str, affected_uids: li
     """Close the agent socket, end the device's sessions with `device_deleted` (docs/protocol/decisions.md D1, R4) and
     tell every user who could see it."""
     await delivery.close_device(device_id)
-    sessions_device_deleted(device_id)
+    await sessions_device_deleted(device_id)
     await delivery.access_ended(uids=affected_uids, device_id=device_id, reason="device_deleted")

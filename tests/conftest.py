@@ -20,7 +20,28 @@ def _clean_state():
     for alias in settings.CACHES:
         caches[alias].clear()
     boundedstore.clear_all()
+    from relay.session_store import session_store
+
+    store: Any = session_store()
+    if hasattr(store, "clear"):
+        store.clear()
     yield
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """A real Redis server shared by the whole run (tests/redis_server.py); tests keep to key prefixes of their own."""
+    from tests.redis_server import redis_required, redis_server
+
+    try:
+        server = redis_server()
+        url = server.__enter__()
+    except FileNotFoundError as missing:
+        if redis_required():
+            pytest.fail(str(missing))
+        pytest.skip(str(missing))
+    yield url
+    server.__exit__(None, None, None)
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ async def test_a_device_holds_at_most_max_sessions(configure):
             {"error": "too many sessions for this device", "max_sessions": 2},
         )
         assert (await init(http, "sess_cap_001")).status_code == 202  # repeating an existing session is no new one
-    assert sessions.get("sess_cap_003") is None
+    assert await sessions.get("sess_cap_003") is None
 
 
 async def test_a_user_holds_at_most_max_streams(configure):
@@ -57,26 +57,26 @@ def test_pending_invites_per_device_are_capped(client, configure):
     assert (refused.status_code, refused.json()) == (429, {"error": "too many pending invites for this device"})
 
 
-def test_the_backlog_keeps_the_newest_events_within_its_byte_budget():
+async def test_the_backlog_keeps_the_newest_events_within_its_byte_budget():
     sid = "sess_backlog_budget"
-    ids = [sessions.append_event(sid, "session.event", "x" * 1000, max_bytes=10_000) for _ in range(50)]
-    kept = sessions.events_after(sid, 0)
+    ids = [await sessions.append_event(sid, "session.event", "x" * 1000, max_bytes=10_000) for _ in range(50)]
+    kept = await sessions.events_after(sid, 0)
     assert [event_id for event_id, _, _ in kept] == ids[-9:]  # 9 events of 1,013 bytes fit in 10,000
-    assert sessions.backlog_bytes(sid) <= 10_000
+    assert await sessions.backlog_bytes(sid) <= 10_000
     # Replay after any kept id is exact.
-    assert [event_id for event_id, _, _ in sessions.events_after(sid, ids[-5])] == ids[-4:]
-    huge = sessions.append_event(sid, "session.event", "y" * 20_000, max_bytes=10_000)
-    assert [event_id for event_id, _, _ in sessions.events_after(sid, 0)] == [huge]  # the newest is always kept
+    assert [event_id for event_id, _, _ in await sessions.events_after(sid, ids[-5])] == ids[-4:]
+    huge = await sessions.append_event(sid, "session.event", "y" * 20_000, max_bytes=10_000)
+    assert [event_id for event_id, _, _ in await sessions.events_after(sid, 0)] == [huge]  # the newest is always kept
 
 
-def test_the_backlog_budget_applies_to_stored_agent_frames(configure):
+async def test_the_backlog_budget_applies_to_stored_agent_frames(configure):
     from relay.session_events import session_event_publish
 
     configure(session_backlog_bytes=64 * 1024)
     for _ in range(20):
-        session_event_publish("sess_budget_02", "session.event", "z" * 10_000)
-    assert sessions.backlog_bytes("sess_budget_02") <= 64 * 1024
-    assert len(sessions.events_after("sess_budget_02", 0)) == 6
+        await session_event_publish("sess_budget_02", "session.event", "z" * 10_000)
+    assert await sessions.backlog_bytes("sess_budget_02") <= 64 * 1024
+    assert len(await sessions.events_after("sess_budget_02", 0)) == 6
 
 
 async def test_streams_count_against_their_user_only(configure):

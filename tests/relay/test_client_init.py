@@ -240,7 +240,7 @@ async def test_a_collaborator_cannot_use_a_session_someone_else_created(client):
         message = {"encrypted": True, "seq": 2**63 - 1, "nonce": "AAAA", "tag": "AAAA", "ciphertext": "AAAA"}
         posted = await http.post("/gateway/v1/sessions/sess_owner01/messages", json=message, headers=bearer(BOB))
         assert (posted.status_code, posted.json()) == (403, forbidden)
-        session = relay_sessions.sessions.get("sess_owner01")
+        session = await relay_sessions.sessions.get("sess_owner01")
         assert session is not None
         assert session["seq_client_to_agent"] == 0  # nothing advanced
         repeat = await init(http, "sess_owner01", token=BOB)

@@ -161,7 +161,7 @@ async def test_agent_unavailable_rolls_back_seq_and_key(live):
         503,
         {"error": "agent_unavailable", "session_id": client.session_id, "conversation_id": f"conv_{client.session_id}"},
     )
-    session = store.get(client.session_id)
+    session = await store.get(client.session_id)
     assert session is not None
     assert session["seq_client_to_agent"] == 0
     again = await open_agent()
@@ -220,7 +220,7 @@ async def test_unencrypted_frames_pass_when_not_required(live, configure):
     await sync_to_async(configure)(require_encrypted_frames=False)
     assert (await post(http, client.session_id, {"content": "plain", "seq": 1})).status_code == 202
     assert (await agent.recv())["content"] == "plain"
-    session = store.get(client.session_id)
+    session = await store.get(client.session_id)
     assert session is not None
     assert session["seq_client_to_agent"] == 0  # no seq tracking for invalid envelopes
 

@@ -8,6 +8,7 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from gateway_site.asgi import application
+from gateway_site.boundedstore import bounded_store
 from relay import sessions as relay_sessions
 from relay.event_streams import SessionEventsConsumer
 from relay.registry import streams
@@ -98,13 +99,13 @@ async def test_unencrypted_agent_frames_are_dropped(live):
     http, agent, keys, client = live
     stream, _ = await open_stream(client.session_id)
     await stream.read_until(b"}\n\n")
-    session = store.get(client.session_id)
+    session = await store.get(client.session_id)
     assert session is not None
     before = session["updated_at"]
     await agent.send({"type": "session.result", "session_id": client.session_id, "result": "plain text"})
     await agent.send({"type": "session.error", "session_id": client.session_id, "error": "x", "extra": "field"})
     assert await stream.io.receive_nothing(0.4)
-    session = store.get(client.session_id)
+    session = await store.get(client.session_id)
     assert session is not None
     assert session["updated_at"] >= before
     await stream.close()
@@ -173,7 +174,7 @@ async def test_last_event_id_replays_only_what_was_missed(live):
         await agent.send(keys.reply(client.session_id, "session.progress", f"m{n}", {"status": "running"}))
     await agent.send({"type": "ping"})
     await agent.recv()
-    ids = [i for i, _, _ in store.events_after(client.session_id, 0)]
+    ids = [i for i, _, _ in await store.events_after(client.session_id, 0)]
     assert len(ids) == 4  # the ack and three frames
     stream, _ = await open_stream(client.session_id, Last_Event_ID=str(ids[1]))
     raw = await stream.read_until(f"id: {ids[3]}".encode())
@@ -199,11 +200,11 @@ async def test_stream_errors(live):
         assert (got, await stream.body_json()) == (status, body)
 
 
-def bob_created(session_id: str) -> None:
+async def bob_created(session_id: str) -> None:
     """Record Bob (a grantee) as the session's creator: only then is he a member (decisions.md H5)."""
     from relay.session_store import sessions as store
 
-    store.update(session_id, lambda record: record.update(created_by="bob-2"))
+    await store.update(session_id, lambda record: record.update(created_by="bob-2"))
 
 
 async def test_heartbeat_and_lost_access(live, settings, client):
@@ -212,7 +213,7 @@ async def test_heartbeat_and_lost_access(live, settings, client):
     from tests.relay.test_messages import share_with_bob
 
     grant_id = await sync_to_async(share_with_bob)(client)
-    bob_created(session.session_id)
+    await bob_created(session.session_id)
     stream, _ = await open_stream(session.session_id, BOB)
     await stream.read_until(b"}\n\n")
     await stream.read_until(b":heartbeat\n\n")
@@ -239,7 +240,7 @@ async def test_grant_expiry_ends_the_grantees_stream_at_once_with_grant_expired(
     grant_id = await sync_to_async(share_with_bob)(client)
     expires_at = int(time.time()) + 1
     await sync_to_async(Grant.objects.filter(pk=grant_id).update)(grant_expires_at=expires_at)
-    bob_created(session.session_id)
+    await bob_created(session.session_id)
     stream, _ = await open_stream(session.session_id, BOB)
     ended = parse(blocks(await stream.read_until(b'"reason":"grant_expired"}\n\n', timeout=10))[-1])
     assert ended["event"] == "session.ended"
@@ -256,7 +257,7 @@ async def test_revoke_ends_the_grantees_streams_with_session_ended(live, client)
     from tests.relay.test_messages import share_with_bob
 
     grant_id = await sync_to_async(share_with_bob)(client)
-    bob_created(session.session_id)
+    await bob_created(session.session_id)
     bob, _ = await open_stream(session.session_id, BOB)
     owner, _ = await open_stream(session.session_id, OWNER)
     await bob.read_until(b"}\n\n")
@@ -282,7 +283,7 @@ async def test_device_deletion_ends_streams(live):
     assert (await http.delete(f"/gateway/v1/devices/{DEVICE}", headers=bearer(OWNER))).status_code == 204
     ended = json.loads(parse(blocks(await stream.read_until(b"}\n\n"))[0])["data"])
     assert ended == {"type": "session.ended", "session_id": session.session_id, "reason": "device_deleted"}
-    assert store.get(session.session_id) is None
+    assert await store.get(session.session_id) is None
 
 
 async def test_idle_sessions_are_swept_and_their_streams_end(live, monkeypatch):
@@ -290,10 +291,11 @@ async def test_idle_sessions_are_swept_and_their_streams_end(live, monkeypatch):
     stream, _ = await open_stream(session.session_id)
     await stream.read_until(b"}\n\n")
     await agent.close()  # the device is no longer connected
-    store.update(
+    await store.update(
         session.session_id, lambda r: r.__setitem__("updated_at", r["updated_at"] - relay_sessions.IDLE_EXPIRY_SECONDS)
     )
-    store.cache.delete("sessions:sweep")  # the handshake's own client-init already swept in this period
+    # The handshake's own client-init already swept in this period: let the next one sweep again.
+    bounded_store("session-sweep", ttl=relay_sessions.SWEEP_PERIOD_SECONDS, max_entries=1).clear()
     other = await http.post(
         "/gateway/v1/sessions/sess_new1/handshake/client-init",
         json={
@@ -307,7 +309,7 @@ async def test_idle_sessions_are_swept_and_their_streams_end(live, monkeypatch):
     assert other.status_code == 202  # client-init triggers the sweep
     ended = json.loads(parse(blocks(await stream.read_until(b"}\n\n"))[0])["data"])
     assert ended["reason"] == "expired"
-    assert store.get(session.session_id) is None
+    assert await store.get(session.session_id) is None
     response = await http.get(
         f"/gateway/v1/sessions/{session.session_id}/handshake/{session.handshake_id}", headers=bearer(OWNER)
     )
@@ -316,10 +318,10 @@ async def test_idle_sessions_are_swept_and_their_streams_end(live, monkeypatch):
 
 async def test_connected_live_sessions_are_not_swept(live):
     http, agent, _, session = live
-    store.update(
+    await store.update(
         session.session_id, lambda r: r.__setitem__("updated_at", r["updated_at"] - relay_sessions.IDLE_EXPIRY_SECONDS)
     )
-    assert relay_sessions.sessions_sweep() == []
+    assert await relay_sessions.sessions_sweep() == []
 
 
 async def test_a_slow_reader_is_evicted(live, monkeypatch):
@@ -342,14 +344,14 @@ async def test_a_slow_reader_is_evicted(live, monkeypatch):
 async def test_an_expired_session_is_gone_before_any_sweep(live):
     http, agent, _, session = live
     await agent.close()
-    store.update(
+    await store.update(
         session.session_id, lambda r: r.__setitem__("updated_at", r["updated_at"] - relay_sessions.IDLE_EXPIRY_SECONDS)
     )
     response = await http.get(
         f"/gateway/v1/sessions/{session.session_id}/handshake/{session.handshake_id}", headers=bearer(OWNER)
     )
     assert (response.status_code, response.json()) == (404, {"error": "session not found"})
-    assert store.get(session.session_id) is None
+    assert await store.get(session.session_id) is None
 
 
 async def test_a_non_ascii_last_event_id_replays_everything(live):

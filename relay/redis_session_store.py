@@ -1,0 +1,186 @@
+"""The session store in Redis, for several gateway processes (relay.session_store.SessionStore, docs/scaling.md).
+
+Records are JSON strings; every read-modify-write the contract needs atomic is one Lua script (create with its
+per-device cap, delete, the backlog append with its trims) or an optimistic transaction (`update`: WATCH the record,
+apply the mutation, write it back, retry if another process wrote first). Keys share one prefix:
+
+    <p>s:<session>      the record (JSON), expiring after SESSION_SAFETY_TTL
+    <p>dev:<device>     set of the device's session ids
+    <p>idx              hash: session id -> device id (every session)
+    <p>ev:<session>     list of backlog events, oldest first: JSON [id, name, data, size]
+    <p>evb:<session>    the backlog's byte total
+    <p>evid             the event id counter (ids increase across all sessions and processes)
+    <p>idem:<key>       a reserved idempotency key
+    <p>sweep            the sweep claim
+
+Connections belong to an event loop, so the store keeps one client per running loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import weakref
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import redis.asyncio as redis
+from django.conf import settings
+from redis.exceptions import WatchError
+
+from relay.session_store import BACKLOG_LIMIT, SESSION_SAFETY_TTL, Event, Session, SessionLimit, event_size
+
+T = TypeVar("T")
+
+_CREATE = """
+local existing = redis.call('GET', KEYS[1])
+if existing then return {0, existing} end
+local limit = tonumber(ARGV[2])
+if limit >= 0 and redis.call('SCARD', KEYS[2]) >= limit then return {-1, ''} end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[5])
+redis.call('SADD', KEYS[2], ARGV[3])
+redis.call('HSET', KEYS[3], ARGV[3], ARGV[4])
+return {1, ARGV[1]}
+"""
+
+_DELETE = """
+local record = redis.call('GET', KEYS[1])
+redis.call('DEL', KEYS[1], KEYS[3], KEYS[4])
+redis.call('HDEL', KEYS[2], ARGV[1])
+if record then
+  local device = cjson.decode(record)['device_id']
+  redis.call('SREM', ARGV[2] .. device, ARGV[1])
+  return record
+end
+return false
+"""
+
+_APPEND = """
+local id = redis.call('INCR', KEYS[3])
+redis.call('RPUSH', KEYS[1], cjson.encode({id, ARGV[1], ARGV[2], tonumber(ARGV[3])}))
+local total = redis.call('INCRBY', KEYS[2], ARGV[3])
+local n = redis.call('LLEN', KEYS[1])
+local max_bytes = tonumber(ARGV[4])
+local limit = tonumber(ARGV[5])
+while n > limit or (max_bytes >= 0 and total > max_bytes and n > 1) do
+  local oldest = cjson.decode(redis.call('LPOP', KEYS[1]))
+  total = redis.call('DECRBY', KEYS[2], oldest[4])
+  n = n - 1
+end
+redis.call('EXPIRE', KEYS[1], ARGV[6])
+redis.call('EXPIRE', KEYS[2], ARGV[6])
+return id
+"""
+
+
+def _dumps(record: Session) -> str:
+    return json.dumps(record, separators=(",", ":"), ensure_ascii=False)
+
+
+class RedisSessionStore:
+    def __init__(self, url: str | None = None, *, prefix: str = "gw:") -> None:
+        self.url = url or settings.GATEWAY.redis_url
+        self.prefix = prefix
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis.Redis] = weakref.WeakKeyDictionary()
+
+    def client(self) -> redis.Redis:
+        """The client of the running event loop."""
+        loop = asyncio.get_running_loop()
+        found = self._clients.get(loop)
+        if found is None:
+            found = self._clients[loop] = redis.Redis.from_url(self.url, decode_responses=True)
+        return found
+
+    def _key(self, session_id: str) -> str:
+        return f"{self.prefix}s:{session_id}"
+
+    async def get(self, session_id: str) -> Session | None:
+        raw = await self.client().get(self._key(session_id))
+        return json.loads(raw) if raw else None
+
+    async def create(self, record: Session, *, per_device_limit: int | None = None) -> tuple[Session, bool]:
+        session_id, device_id = record["session_id"], record["device_id"]
+        keys = [self._key(session_id), f"{self.prefix}dev:{device_id}", f"{self.prefix}idx"]
+        limit = -1 if per_device_limit is None else per_device_limit
+        args = [_dumps(record), limit, session_id, device_id, SESSION_SAFETY_TTL]
+        created, raw = await self.client().eval(_CREATE, len(keys), *keys, *args)
+        if created == -1:
+            raise SessionLimit(device_id)
+        return json.loads(raw), created == 1
+
+    async def update(self, session_id: str, mutate: Callable[[Session], T]) -> tuple[Session | None, T | None]:
+        key = self._key(session_id)
+        async with self.client().pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(key)
+                    raw = await pipe.get(key)
+                    if raw is None:
+                        await pipe.unwatch()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+                        return None, None
+                    record = json.loads(raw)
+                    result = mutate(record)  # raising leaves the pipeline (and the record) untouched
+                    pipe.multi()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+                    pipe.set(key, _dumps(record), ex=SESSION_SAFETY_TTL)
+                    await pipe.execute()
+                    return record, result
+                except WatchError:
+                    continue  # another writer came first: read again
+
+    async def delete(self, session_id: str) -> Session | None:
+        p = self.prefix
+        keys = [self._key(session_id), f"{p}idx", f"{p}ev:{session_id}", f"{p}evb:{session_id}"]
+        raw = await self.client().eval(_DELETE, len(keys), *keys, session_id, f"{p}dev:")
+        return json.loads(raw) if raw else None
+
+    async def _records(self, ids: list[str]) -> list[Session]:
+        if not ids:
+            return []
+        raws = await self.client().mget([self._key(sid) for sid in ids])
+        return [json.loads(raw) for raw in raws if raw]
+
+    async def for_device(self, device_id: str) -> list[Session]:
+        ids = await self.client().smembers(f"{self.prefix}dev:{device_id}")
+        return await self._records(sorted(str(i) for i in ids))
+
+    async def all(self) -> list[Session]:
+        ids = await self.client().hkeys(f"{self.prefix}idx")
+        return await self._records([str(i) for i in ids])
+
+    async def append_event(self, session_id: str, name: str, data: str, *, max_bytes: int | None = None) -> int:
+        p = self.prefix
+        keys = [f"{p}ev:{session_id}", f"{p}evb:{session_id}", f"{p}evid"]
+        limit = -1 if max_bytes is None else max_bytes
+        args: list[str | int] = [name, data, event_size(name, data), limit, BACKLOG_LIMIT, SESSION_SAFETY_TTL]
+        return int(await self.client().eval(_APPEND, len(keys), *keys, *args))
+
+    async def events_after(self, session_id: str, after: int) -> list[Event]:
+        entries = await self.client().lrange(f"{self.prefix}ev:{session_id}", 0, -1)
+        out: list[Event] = []
+        for raw in entries:
+            event_id, name, data, _ = json.loads(raw)
+            if event_id > after:
+                out.append((int(event_id), name, data))
+        return out
+
+    async def backlog_bytes(self, session_id: str) -> int:
+        return int(await self.client().get(f"{self.prefix}evb:{session_id}") or 0)
+
+    async def backlog_count(self) -> int:
+        ids = await self.client().hkeys(f"{self.prefix}idx")
+        if not ids:
+            return 0
+        async with self.client().pipeline(transaction=False) as pipe:
+            for sid in ids:
+                pipe.llen(f"{self.prefix}ev:{sid!s}")
+            lengths: list[Any] = await pipe.execute()
+        return sum(1 for n in lengths if n)
+
+    async def reserve_idempotency_key(self, key: str, ttl: int) -> bool:
+        return bool(await self.client().set(f"{self.prefix}idem:{key}", "1", nx=True, ex=ttl))
+
+    async def release_idempotency_key(self, key: str, ttl: int) -> None:
+        await self.client().delete(f"{self.prefix}idem:{key}")
+
+    async def claim_sweep(self, period: int) -> bool:
+        return bool(await self.client().set(f"{self.prefix}sweep", "1", nx=True, ex=period))
