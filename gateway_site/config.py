@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import importlib.util
 import os
 import re
 import socket
@@ -377,6 +378,8 @@ def load_config(environ_map: Mapping[str, str]) -> GatewayConfig:
     if transport_mode not in TRANSPORT_TOKEN_MODES:
         raise ConfigError(f'unsupported TRANSPORT_TOKEN_MODE="{transport_mode}" (use "optional" or "required")')
     database_url, database = read.database("DATABASE_URL")
+    if database.get("ENGINE") == "django.db.backends.postgresql" and importlib.util.find_spec("psycopg") is None:
+        raise ConfigError("DATABASE_URL is a PostgreSQL URL but psycopg is not installed (pip install '.[postgres]')")
     redis_url = read.string("REDIS_URL")
     if redis_url and urlsplit(redis_url).scheme not in REDIS_SCHEMES:
         raise ConfigError("REDIS_URL must be a redis://, rediss:// or unix:// URL")

@@ -31,13 +31,31 @@ def _clean_state():
 @pytest.fixture(scope="session")
 def redis_url():
     """A real Redis server shared by the whole run (tests/redis_server.py); tests keep to key prefixes of their own."""
-    from tests.redis_server import redis_required, redis_server
+    from tests.helpers import real_services_required
+    from tests.redis_server import redis_server
 
     try:
         server = redis_server()
         url = server.__enter__()
     except FileNotFoundError as missing:
-        if redis_required():
+        if real_services_required():
+            pytest.fail(str(missing))
+        pytest.skip(str(missing))
+    yield url
+    server.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A real PostgreSQL server for the whole run (tests/postgres_server.py)."""
+    from tests.helpers import real_services_required
+    from tests.postgres_server import postgres_server
+
+    try:
+        server = postgres_server()
+        url = server.__enter__()
+    except FileNotFoundError as missing:
+        if real_services_required():
             pytest.fail(str(missing))
         pytest.skip(str(missing))
     yield url

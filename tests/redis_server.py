@@ -3,7 +3,6 @@ installs it), on a free loopback port, with nothing written to disk. Always stop
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
@@ -45,8 +44,3 @@ def redis_server() -> Iterator[str]:
             process.kill()
             process.wait(timeout=10)
         shutil.rmtree(workdir, ignore_errors=True)
-
-
-def redis_required() -> bool:
-    """In CI a missing redis-server fails the tests that need it; elsewhere they are skipped."""
-    return bool(os.environ.get("CI"))
