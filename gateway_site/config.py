@@ -33,6 +33,7 @@ TRANSPORT_TOKEN_MODES = ("optional", "required")
 LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 REDIS_SCHEMES = ("redis", "rediss", "unix")
+STATE_BACKENDS = ("memory", "redis")
 
 # Every variable the contract reads (docs/protocol/config.md §3 plus our additions), for .env.example and the tests.
 VARIABLES = (
@@ -244,6 +245,12 @@ class _Reader:
         return raw, dict(parsed)
 
 
+def is_memory_database(name: str) -> bool:
+    """A SQLite database that lives inside one process (the default, `sqlite://:memory:`, a memdb or
+    mode=memory URI)."""
+    return name in ("", ":memory:", MEMORY_DATABASE_NAME) or "vfs=memdb" in name or "mode=memory" in name
+
+
 def memory_database() -> dict[str, Any]:
     """The process-wide in-memory SQLite database (docs/platform-notes.md §2).
 
@@ -270,6 +277,21 @@ def derive_public_base_url(configured: str, railway_domain: str, port: int | str
     if railway_domain:
         return f"https://{railway_domain}".rstrip("/")
     return f"http://localhost:{port}"
+
+
+def _check_shared_state(redis_url: str, database: Mapping[str, Any]) -> None:
+    """STATE_BACKEND=redis: the processes share Redis and one database, and the drivers are installed
+    (docs/scaling.md)."""
+    if not redis_url:
+        raise ConfigError("REDIS_URL is required when STATE_BACKEND=redis")
+    if database.get("ENGINE") == "django.db.backends.sqlite3" and is_memory_database(str(database.get("NAME", ""))):
+        raise ConfigError(
+            "DATABASE_URL must name a database every process shares when STATE_BACKEND=redis "
+            "(postgres://… or a SQLite file)"
+        )
+    missing = [name for name in ("redis", "channels_redis") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ConfigError(f"STATE_BACKEND=redis needs {', '.join(missing)} (pip install '.[redis]')")
 
 
 def default_node_id() -> str:
@@ -344,8 +366,8 @@ def load_config(environ_map: Mapping[str, str]) -> GatewayConfig:
         raise ConfigError("JWT_SIGNING_KEY is required")
     if len(signing_key.encode("utf-8")) < 32:
         raise ConfigError("JWT_SIGNING_KEY must be at least 32 bytes")
-    if state_backend != "memory":
-        raise ConfigError(f'unsupported STATE_BACKEND="{state_backend}" (only "memory" is supported)')
+    if state_backend not in STATE_BACKENDS:
+        raise ConfigError(f'unsupported STATE_BACKEND="{state_backend}" (use "memory" or "redis")')
     if transport_ttl < 30:
         raise ConfigError("TRANSPORT_TOKEN_TTL_SECONDS must be >= 30 (renewal happens at TTL/2)")
     if auth_mode == "demo" and demo_auth_disabled:
@@ -383,6 +405,8 @@ def load_config(environ_map: Mapping[str, str]) -> GatewayConfig:
     redis_url = read.string("REDIS_URL")
     if redis_url and urlsplit(redis_url).scheme not in REDIS_SCHEMES:
         raise ConfigError("REDIS_URL must be a redis://, rediss:// or unix:// URL")
+    if state_backend == "redis":
+        _check_shared_state(redis_url, database)
     log_format = read.lower("LOG_FORMAT", "text")
     if log_format not in LOG_FORMATS:
         raise ConfigError('LOG_FORMAT must be "text" or "json"')

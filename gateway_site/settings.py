@@ -10,6 +10,7 @@ import hmac
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from gateway_site import dotenv
 from gateway_site.config import ConfigError, GatewayConfig, load_config, origin_pattern
@@ -98,7 +99,7 @@ CACHES = {
     },
 }
 
-CHANNEL_LAYERS = {
+CHANNEL_LAYERS: dict[str, Any] = {
     "default": {
         "BACKEND": "channels.layers.InMemoryChannelLayer",
         # Streams and sockets leave their groups when they close, so membership must not expire under a
@@ -106,6 +107,17 @@ CHANNEL_LAYERS = {
         "CONFIG": {"capacity": 1000, "expiry": 60, "group_expiry": 10 * 365 * 86400},
     }
 }
+if GATEWAY.state_backend == "redis":  # several processes share Redis (docs/scaling.md)
+    CHANNEL_LAYERS["default"] = {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {
+            "hosts": [GATEWAY.redis_url],
+            "prefix": "gw:layer:",
+            "capacity": 1000,
+            "expiry": 60,
+            "group_expiry": 10 * 365 * 86400,
+        },
+    }
 
 # Request bodies: 4 MiB like the upstream framework (docs/protocol/system-and-console.md §1.2); the ASGI body limit
 # enforces it before Django reads anything, this keeps Django's own check consistent.
@@ -172,7 +184,11 @@ GATEWAY_HEALTH_PROVIDERS: list[str] = [
     "shares.services.health_counts",
 ]
 # Ephemeral state, by store (relay.session_store): in this process, or in Redis for several processes.
-GATEWAY_SESSION_STORE = "relay.session_store.MemorySessionStore"
+GATEWAY_SESSION_STORE = (
+    "relay.redis_session_store.RedisSessionStore"
+    if GATEWAY.state_backend == "redis"
+    else "relay.session_store.MemorySessionStore"
+)
 # Who else may use a device: the sharing app's grants (relay.access asks this source; the relay never imports shares).
 GATEWAY_GRANT_SOURCE = "shares.permissions.ShareGrants"
 # App code the ASGI router reaches by import string, so that gateway_site imports no app (gateway_site.routing).

@@ -13,14 +13,12 @@ apply the mutation, write it back, retry if another process wrote first). Keys s
     <p>idem:<key>       a reserved idempotency key
     <p>sweep            the sweep claim
 
-Connections belong to an event loop, so the store keeps one client per running loop.
+Connections come from gateway_site.redis_state: one client per running loop, every command bounded in time.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -28,6 +26,7 @@ import redis.asyncio as redis
 from django.conf import settings
 from redis.exceptions import WatchError
 
+from gateway_site import redis_state
 from relay.session_store import BACKLOG_LIMIT, SESSION_SAFETY_TTL, Event, Session, SessionLimit, event_size
 
 T = TypeVar("T")
@@ -81,15 +80,10 @@ class RedisSessionStore:
     def __init__(self, url: str | None = None, *, prefix: str = "gw:") -> None:
         self.url = url or settings.GATEWAY.redis_url
         self.prefix = prefix
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis.Redis] = weakref.WeakKeyDictionary()
 
     def client(self) -> redis.Redis:
-        """The client of the running event loop."""
-        loop = asyncio.get_running_loop()
-        found = self._clients.get(loop)
-        if found is None:
-            found = self._clients[loop] = redis.Redis.from_url(self.url, decode_responses=True)
-        return found
+        """The client of the running event loop (gateway_site.redis_state)."""
+        return redis_state.client(self.url)
 
     def _key(self, session_id: str) -> str:
         return f"{self.prefix}s:{session_id}"

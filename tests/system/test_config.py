@@ -161,8 +161,42 @@ def test_short_signing_key_is_refused_by_byte_length():
 
 
 def test_unsupported_state_backend_is_refused():
-    assert error_of(JWT_SIGNING_KEY=KEY, STATE_BACKEND="Redis") == (
-        'unsupported STATE_BACKEND="redis" (only "memory" is supported)'
+    assert (
+        error_of(JWT_SIGNING_KEY=KEY, STATE_BACKEND="Etcd")
+        == 'unsupported STATE_BACKEND="etcd" (use "memory" or "redis")'
+    )
+
+
+SHARED_DB = "postgres://gateway@db.internal:5432/gateway"
+
+
+def test_redis_state_needs_redis_url_and_a_shared_database():
+    assert error_of(JWT_SIGNING_KEY=KEY, STATE_BACKEND="redis", DATABASE_URL=SHARED_DB) == (
+        "REDIS_URL is required when STATE_BACKEND=redis"
+    )
+    shared = (
+        "DATABASE_URL must name a database every process shares when STATE_BACKEND=redis "
+        "(postgres://… or a SQLite file)"
+    )
+    for database in ({}, {"DATABASE_URL": "sqlite://:memory:"}):
+        assert error_of(JWT_SIGNING_KEY=KEY, STATE_BACKEND="redis", REDIS_URL="redis://r:6379/0", **database) == shared
+    c = config(STATE_BACKEND="Redis", REDIS_URL="redis://r:6379/0", DATABASE_URL=SHARED_DB)
+    assert (c.state_backend, c.redis_url) == ("redis", "redis://r:6379/0")
+    assert (
+        config(STATE_BACKEND="redis", REDIS_URL="redis://r/0", DATABASE_URL="sqlite:////srv/gw.sqlite3").state_backend
+        == "redis"
+    )
+
+
+def test_redis_state_without_its_packages_is_a_clear_error(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "channels_redis" else real(name, *a)
+    )
+    assert error_of(JWT_SIGNING_KEY=KEY, STATE_BACKEND="redis", REDIS_URL="redis://r/0", DATABASE_URL=SHARED_DB) == (
+        "STATE_BACKEND=redis needs channels_redis (pip install '.[redis]')"
     )
 
 

@@ -1,0 +1,39 @@
+"""Connections to the Redis server that holds the shared state when `STATE_BACKEND=redis` (docs/scaling.md).
+
+A redis-py asyncio client belongs to the event loop it was first used on, so there is one client per URL and running
+loop (Daphne serves on one loop; sync views reach async code through asgiref's loop). Every command is bounded in
+time: a Redis server that stops answering turns into `redis.exceptions.ConnectionError` / `TimeoutError` within
+`COMMAND_TIMEOUT_SECONDS`, never a hang, and the edges answer `503 {"error":"state_unavailable"}` for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import redis.asyncio as redis
+
+CONNECT_TIMEOUT_SECONDS = 2.0
+COMMAND_TIMEOUT_SECONDS = 5.0
+
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, redis.Redis]] = weakref.WeakKeyDictionary()
+
+
+def client(url: str) -> redis.Redis:
+    """The client for `url` on the running event loop (created at first use, responses decoded as UTF-8)."""
+    import redis.asyncio as redis
+
+    loop = asyncio.get_running_loop()
+    by_url = _clients.setdefault(loop, {})
+    found = by_url.get(url)
+    if found is None:
+        found = by_url[url] = redis.Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
+            socket_timeout=COMMAND_TIMEOUT_SECONDS,
+            health_check_interval=15,
+        )
+    return found
