@@ -242,6 +242,9 @@ class _Reader:
             raise ConfigError(f"{name} is not a valid database URL") from None
         if not parsed.get("ENGINE"):
             raise ConfigError(f"{name} is not a valid database URL")
+        if parsed["ENGINE"] == "django.db.backends.sqlite3":
+            # As for the in-memory database: one writer at a time, others wait (several processes may share a file).
+            parsed["OPTIONS"] = {"transaction_mode": "IMMEDIATE", "timeout": 20, **parsed.get("OPTIONS", {})}
         return raw, dict(parsed)
 
 
@@ -279,11 +282,16 @@ def derive_public_base_url(configured: str, railway_domain: str, port: int | str
     return f"http://localhost:{port}"
 
 
-def _check_shared_state(redis_url: str, database: Mapping[str, Any]) -> None:
-    """STATE_BACKEND=redis: the processes share Redis and one database, and the drivers are installed
-    (docs/scaling.md)."""
+def _check_shared_state(redis_url: str, database: Mapping[str, Any], *, public_base_url_set: bool) -> None:
+    """STATE_BACKEND=redis: the processes share Redis and one database, the drivers are installed, and they all
+    have one public address: it is the issuer of every token, so a token one process issues must name the address
+    the others accept (docs/scaling.md)."""
     if not redis_url:
         raise ConfigError("REDIS_URL is required when STATE_BACKEND=redis")
+    if not public_base_url_set:
+        raise ConfigError(
+            "PUBLIC_BASE_URL is required when STATE_BACKEND=redis (every process must issue tokens for one address)"
+        )
     if database.get("ENGINE") == "django.db.backends.sqlite3" and is_memory_database(str(database.get("NAME", ""))):
         raise ConfigError(
             "DATABASE_URL must name a database every process shares when STATE_BACKEND=redis "
@@ -406,7 +414,11 @@ def load_config(environ_map: Mapping[str, str]) -> GatewayConfig:
     if redis_url and urlsplit(redis_url).scheme not in REDIS_SCHEMES:
         raise ConfigError("REDIS_URL must be a redis://, rediss:// or unix:// URL")
     if state_backend == "redis":
-        _check_shared_state(redis_url, database)
+        _check_shared_state(
+            redis_url,
+            database,
+            public_base_url_set=bool(read.string("PUBLIC_BASE_URL") or read.string("RAILWAY_PUBLIC_DOMAIN")),
+        )
     log_format = read.lower("LOG_FORMAT", "text")
     if log_format not in LOG_FORMATS:
         raise ConfigError('LOG_FORMAT must be "text" or "json"')

@@ -14,6 +14,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
+from gateway_site import dblocks
 from gateway_site.auth import Principal
 from gateway_site.boundedstore import BoundedStore, bounded_store
 from gateway_site.errors import ApiError, PlainError
@@ -154,7 +155,9 @@ def route_create(*, principal: Principal, body: dict[str, Any], header_device_id
     now = _now()
     max_age = values["token_max_age_days"] or INT_RANGES["token_max_age_days"][2]
     with transaction.atomic():
-        # Counted inside the write transaction, so concurrent creates cannot pass the limit together.
+        # Counted inside the write transaction, serialised per owner across processes (gateway_site.dblocks), so
+        # concurrent creates cannot pass the limit together.
+        dblocks.serialize_on(f"routes-of:{principal.uid}")
         if IntegrationRoute.objects.filter(owner_uid=principal.uid).count() >= MAX_ROUTES_PER_OWNER:
             raise RouteError(429, "route_limit_exceeded", "Maximum of 100 integration routes per owner reached")
         route = IntegrationRoute.objects.create(

@@ -168,24 +168,27 @@ def test_unsupported_state_backend_is_refused():
 
 
 SHARED_DB = "postgres://gateway@db.internal:5432/gateway"
+PUBLIC = "https://gw.example.com"
 
 
 def test_redis_state_needs_redis_url_and_a_shared_database():
-    assert error_of(JWT_SIGNING_KEY=KEY, STATE_BACKEND="redis", DATABASE_URL=SHARED_DB) == (
+    assert error_of(JWT_SIGNING_KEY=KEY, STATE_BACKEND="redis", DATABASE_URL=SHARED_DB, PUBLIC_BASE_URL=PUBLIC) == (
         "REDIS_URL is required when STATE_BACKEND=redis"
+    )
+    assert error_of(JWT_SIGNING_KEY=KEY, STATE_BACKEND="redis", DATABASE_URL=SHARED_DB, REDIS_URL="redis://r/0") == (
+        "PUBLIC_BASE_URL is required when STATE_BACKEND=redis (every process must issue tokens for one address)"
     )
     shared = (
         "DATABASE_URL must name a database every process shares when STATE_BACKEND=redis "
         "(postgres://… or a SQLite file)"
     )
     for database in ({}, {"DATABASE_URL": "sqlite://:memory:"}):
-        assert error_of(JWT_SIGNING_KEY=KEY, STATE_BACKEND="redis", REDIS_URL="redis://r:6379/0", **database) == shared
-    c = config(STATE_BACKEND="Redis", REDIS_URL="redis://r:6379/0", DATABASE_URL=SHARED_DB)
+        env = {"STATE_BACKEND": "redis", "REDIS_URL": "redis://r:6379/0", "PUBLIC_BASE_URL": PUBLIC, **database}
+        assert error_of(JWT_SIGNING_KEY=KEY, **env) == shared
+    c = config(STATE_BACKEND="Redis", REDIS_URL="redis://r:6379/0", DATABASE_URL=SHARED_DB, PUBLIC_BASE_URL=PUBLIC)
     assert (c.state_backend, c.redis_url) == ("redis", "redis://r:6379/0")
-    assert (
-        config(STATE_BACKEND="redis", REDIS_URL="redis://r/0", DATABASE_URL="sqlite:////srv/gw.sqlite3").state_backend
-        == "redis"
-    )
+    on_railway = {"RAILWAY_PUBLIC_DOMAIN": "gw.up.railway.app", "DATABASE_URL": "sqlite:////srv/gw.sqlite3"}
+    assert config(STATE_BACKEND="redis", REDIS_URL="redis://r/0", **on_railway).state_backend == "redis"
 
 
 def test_redis_state_without_its_packages_is_a_clear_error(monkeypatch):
@@ -195,9 +198,8 @@ def test_redis_state_without_its_packages_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(
         importlib.util, "find_spec", lambda name, *a: None if name == "channels_redis" else real(name, *a)
     )
-    assert error_of(JWT_SIGNING_KEY=KEY, STATE_BACKEND="redis", REDIS_URL="redis://r/0", DATABASE_URL=SHARED_DB) == (
-        "STATE_BACKEND=redis needs channels_redis (pip install '.[redis]')"
-    )
+    env = {"STATE_BACKEND": "redis", "REDIS_URL": "redis://r/0", "DATABASE_URL": SHARED_DB, "PUBLIC_BASE_URL": PUBLIC}
+    assert error_of(JWT_SIGNING_KEY=KEY, **env) == ("STATE_BACKEND=redis needs channels_redis (pip install '.[redis]')")
 
 
 @pytest.mark.parametrize("raw", ["1", "29"])
