@@ -12,9 +12,9 @@ import pytest
 import websockets
 
 from relay.agent_socket import MAX_FRAME_BYTES
-from tests.e2e.test_encrypted_session_live import Events, agent_loop, handshake
 from tests.e2ee import AgentSide, ClientSide
 from tests.helpers import procfile_server, uvicorn_server
+from tests.live_session import Events, agent_loop, handshake
 from tests.oauth_helpers import live_sign_in
 
 

@@ -12,9 +12,9 @@ import httpx
 import pytest
 import websockets
 
-from tests.e2e.test_encrypted_session_live import Events, agent_loop, handshake
 from tests.e2ee import AgentSide, ClientSide
 from tests.helpers import daphne_server, uvicorn_server, wait_for
+from tests.live_session import Events, agent_loop, handshake
 from tests.oauth_helpers import live_sign_in
 
 BUDGET = 256 * 1024
