@@ -75,8 +75,8 @@ class Server:
         self.log.close()
 
 
-def start_server(kind: str, app: str = "gateway") -> Server:
-    """The gateway as in production: demo mode, one server process, on a free loopback port."""
+def start_server(kind: str, app: str = "gateway", extra_env: dict[str, str] | None = None) -> Server:
+    """The gateway as in production: demo mode, one server process, on a free loopback port (`extra_env` on top)."""
     port = free_port()
     target = "gateway_site.asgi:application" if app == "gateway" else "bench.baseline_app:application"
     if kind == "daphne":
@@ -112,6 +112,7 @@ def start_server(kind: str, app: str = "gateway") -> Server:
             "off",
         ]
     env = {**os.environ, **SERVER_ENV, "DJANGO_SETTINGS_MODULE": "gateway_site.settings", "PORT": str(port)}
+    env.update(extra_env or {})
     log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by Server.stop
     process = subprocess.Popen(
         command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=lambda: raise_fd_limit()
@@ -171,7 +172,8 @@ def owner_token(base: str, client_id: str) -> str:
         "name": client_id,
         "scope": "device",
         "auth_mode": "demo",
-        "iss": f"http://localhost:{port}",
+        # Several processes share one issuer, their PUBLIC_BASE_URL (bench.scaleout sets it).
+        "iss": os.environ.get("BENCH_ISSUER") or f"http://localhost:{port}",
         "sub": f"client:{client_id}",
         "aud": ["commands-gateway"],
         "exp": now + 3600,

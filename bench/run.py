@@ -39,8 +39,11 @@ def _collect(process: Any, queue: Any, timeout: float) -> dict[str, Any]:
 class Relay:
     """One device, its agent process and N acknowledged sessions, on the gateway or on the baseline app."""
 
-    def __init__(self, base: str, baseline: bool, sessions: int, deadline: float) -> None:
+    def __init__(
+        self, base: str, baseline: bool, sessions: int, deadline: float, agent_base: str | None = None
+    ) -> None:
         self.base, self.baseline, self.deadline = base, baseline, deadline
+        self.agent_base = agent_base or base  # the process the agent connects to (bench.scaleout: another one)
         self.session_ids = [f"sess_{secrets.token_hex(8)}" for _ in range(sessions)]
         self.token = ""
         self.identity = Identity.new()
@@ -71,7 +74,7 @@ class Relay:
             serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
         )
         cfg = {
-            "base": self.base,
+            "base": self.agent_base,
             "token": self.token,
             "identity": raw,
             "baseline": self.baseline,
@@ -111,9 +114,11 @@ class Relay:
                     time.sleep(0.02)
 
 
-def client_to_agent(base: str, baseline: bool, *, frames: int, rate: int, deadline: float) -> dict[str, Any]:
+def client_to_agent(
+    base: str, baseline: bool, *, frames: int, rate: int, deadline: float, agent_base: str | None = None
+) -> dict[str, Any]:
     """Measurement 1: frames POSTed to /messages and received on the agent socket."""
-    relay = Relay(base, baseline, sessions=16, deadline=deadline)
+    relay = Relay(base, baseline, sessions=16, deadline=deadline, agent_base=agent_base)
     agent, _, done, agent_out, _ = relay.start_agent(expect=frames)
     per_session = max(1, frames // len(relay.session_ids))
     started = time.time()
@@ -145,10 +150,18 @@ def client_to_agent(base: str, baseline: bool, *, frames: int, rate: int, deadli
 
 
 def agent_to_client(
-    base: str, baseline: bool, *, frames: int, rate: int, sessions: int, subscribers: int, deadline: float
+    base: str,
+    baseline: bool,
+    *,
+    frames: int,
+    rate: int,
+    sessions: int,
+    subscribers: int,
+    deadline: float,
+    agent_base: str | None = None,
 ) -> dict[str, Any]:
     """Measurement 2 (and 3 with one session and many subscribers): agent frames received over SSE."""
-    relay = Relay(base, baseline, sessions=sessions, deadline=deadline)
+    relay = Relay(base, baseline, sessions=sessions, deadline=deadline, agent_base=agent_base)
     agent, go, done, agent_out, _ = relay.start_agent(send_total=frames, rate=rate)
     streams = [sid for sid in relay.session_ids for _ in range(subscribers)]
     expected_total = frames * subscribers
@@ -268,8 +281,8 @@ def _storm(base: str, devices: list[tuple[str, str]], deadline: float, window: f
     }
 
 
-def ingress(base: str, *, requests: int, rate: int, deadline: float) -> dict[str, Any]:
-    """Measurement 6: webhooks through a tunnel with an echoing tunnel client."""
+def ingress(base: str, *, requests: int, rate: int, deadline: float, agent_base: str | None = None) -> dict[str, Any]:
+    """Measurement 6: webhooks through a tunnel with an echoing tunnel client (connected to `agent_base`)."""
     token = owner_token(base, f"hooks-{secrets.token_hex(4)}")
     device_id = f"dev_{secrets.token_hex(16)}"
     with httpx.Client(base_url=base, timeout=30) as http:
@@ -284,7 +297,13 @@ def ingress(base: str, *, requests: int, rate: int, deadline: float) -> dict[str
     tunnel = CTX.Process(
         target=workers.tunnel,
         args=(
-            {"base": base, "token": token, "device_id": device_id, "route_id": route_id, "deadline": deadline},
+            {
+                "base": agent_base or base,
+                "token": token,
+                "device_id": device_id,
+                "route_id": route_id,
+                "deadline": deadline,
+            },
             ready,
             done,
             queue,
@@ -306,6 +325,7 @@ def ingress(base: str, *, requests: int, rate: int, deadline: float) -> dict[str
         results[label] = {
             "requests_per_s": round(result["ok"] / max(1e-6, result["seconds"]), 1),
             "errors": result["errors"],
+            "error_statuses": result["statuses"],
             **latency_summary(result["latencies"]),
         }
     done.set()

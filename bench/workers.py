@@ -331,6 +331,7 @@ def webhooks(cfg: dict[str, Any], out: Any) -> None:
 async def _webhooks(cfg: dict[str, Any]) -> dict[str, Any]:
     latencies: list[float] = []
     errors = 0
+    statuses: dict[str, int] = {}  # what the errors were: HTTP status, or the exception's name
     concurrency, total, rate = cfg["concurrency"], cfg["total"], cfg.get("rate", 0)
     deadline = time.monotonic() + cfg["deadline"]
     counter = iter(range(total))
@@ -356,8 +357,11 @@ async def _webhooks(cfg: dict[str, Any]) -> dict[str, Any]:
                         latencies.append(time.monotonic() - sent)
                     else:
                         errors += 1
-                except httpx.HTTPError:
+                        statuses[str(response.status_code)] = statuses.get(str(response.status_code), 0) + 1
+                except httpx.HTTPError as exc:
                     errors += 1
+                    statuses[type(exc).__name__] = statuses.get(type(exc).__name__, 0) + 1
 
         await asyncio.gather(*(run() for _ in range(concurrency)))
-    return {"ok": len(latencies), "errors": errors, "latencies": latencies, "seconds": time.monotonic() - start}
+    seconds = time.monotonic() - start
+    return {"ok": len(latencies), "errors": errors, "statuses": statuses, "latencies": latencies, "seconds": seconds}

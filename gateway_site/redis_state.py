@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import redis.asyncio as redis
 
 CONNECT_TIMEOUT_SECONDS = 2.0
 COMMAND_TIMEOUT_SECONDS = 5.0
+# channels_redis blocks up to 5 s in BZPOPMIN while a consumer waits; its reads need a longer timeout than that.
+LAYER_READ_TIMEOUT_SECONDS = 10.0
 
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, redis.Redis]] = weakref.WeakKeyDictionary()
 
@@ -37,3 +39,28 @@ def client(url: str) -> redis.Redis:
             health_check_interval=15,
         )
     return found
+
+
+def channel_layer(url: str) -> dict[str, Any]:
+    """The CHANNEL_LAYERS entry of the Redis mode: channels_redis on `url`.
+
+    redis-py 8 reads with a 5 s socket timeout by default, exactly as long as channels_redis blocks in BZPOPMIN, so
+    without a longer one every consumer that stays idle for 5 s fails (docs/platform-notes.md). Membership must not
+    expire under a long-lived connection (streams and sockets leave their groups when they close).
+    """
+    return {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {
+            "hosts": [
+                {
+                    "address": url,
+                    "socket_timeout": LAYER_READ_TIMEOUT_SECONDS,
+                    "socket_connect_timeout": CONNECT_TIMEOUT_SECONDS,
+                }
+            ],
+            "prefix": "gw:layer:",
+            "capacity": 1000,
+            "expiry": 60,
+            "group_expiry": 10 * 365 * 86400,
+        },
+    }

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gateway_site import dotenv
+from gateway_site import dotenv, redis_state
 from gateway_site.config import ConfigError, GatewayConfig, load_config, origin_pattern
 
 
@@ -108,16 +108,7 @@ CHANNEL_LAYERS: dict[str, Any] = {
     }
 }
 if GATEWAY.state_backend == "redis":  # several processes share Redis (docs/scaling.md)
-    CHANNEL_LAYERS["default"] = {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {
-            "hosts": [GATEWAY.redis_url],
-            "prefix": "gw:layer:",
-            "capacity": 1000,
-            "expiry": 60,
-            "group_expiry": 10 * 365 * 86400,
-        },
-    }
+    CHANNEL_LAYERS["default"] = redis_state.channel_layer(GATEWAY.redis_url)
 
 # Request bodies: 4 MiB like the upstream framework (docs/protocol/system-and-console.md §1.2); the ASGI body limit
 # enforces it before Django reads anything, this keeps Django's own check consistent.
