@@ -14,8 +14,8 @@ from typing import Any
 import jwt
 from django.conf import settings
 
-from gateway_site.boundedstore import bounded_store
 from gateway_site.errors import Unauthorized
+from gateway_site.kvstore import blocking, kv_store
 from gateway_site.signing import current_key
 
 OPERATOR_AUDIENCE = "commands-gateway-operator"
@@ -38,7 +38,8 @@ def mint_operator_token(*, now: int | None = None, issuer: str = "") -> str:
 
 
 def verify_operator_token(header: str | None) -> dict[str, Any]:
-    """Raises Unauthorized unless the Authorization header carries a fresh, unused operator token."""
+    """Raises Unauthorized unless the Authorization header carries a fresh, unused operator token (sync code: a
+    worker thread, not the event loop's)."""
     from gateway_site.auth import bearer_token
 
     token = bearer_token(header)
@@ -57,7 +58,8 @@ def verify_operator_token(header: str | None) -> dict[str, Any]:
         raise Unauthorized("invalid operator token") from None
     if claims["sub"] != "operator" or claims["exp"] - claims["iat"] > OPERATOR_TTL_SECONDS:
         raise Unauthorized("invalid operator token")
-    used = bounded_store("operator-token-ids", ttl=OPERATOR_TTL_SECONDS * 2, max_entries=10_000)
-    if not used.add(str(claims["jti"])[:64]):
+    # Remembered by every process sharing the store, so a token is single-use across all of them.
+    used = kv_store("operator-token-ids", ttl=OPERATOR_TTL_SECONDS * 2, max_entries=10_000)
+    if not blocking(used).add(str(claims["jti"])[:64]):
         raise Unauthorized("operator token already used")
     return claims

@@ -1,7 +1,8 @@
 """Fixed-window rate limiting: windows aligned to the Unix epoch, one atomic counter each.
 
-Counters live in a bounded store (gateway_site.boundedstore): buckets are named after caller-controlled text (an
-address, a route id), so the store caps how many it keeps and drops them once their window has passed.
+Counters live in a key/value store (gateway_site.kvstore): buckets are named after caller-controlled text (an
+address, a route id), so the in-process store caps how many it keeps, and every implementation drops them once their
+window has passed. With the Redis store, every process counts in the same windows.
 """
 
 from __future__ import annotations
@@ -9,21 +10,30 @@ from __future__ import annotations
 import math
 import time
 
-from gateway_site.boundedstore import bounded_store
 from gateway_site.errors import TooManyRequests
+from gateway_site.kvstore import KeyValueStore, blocking, kv_store
 
 MAX_BUCKETS = 200_000
 
 
-def hit(bucket: str, limit: int, window: int, *, now: float | None = None) -> bool:
-    """Count one request in `bucket`'s current window; True when it is within `limit`.
-
-    `incr` is atomic, so concurrent requests never lose a count. A counter lives two windows, then is dropped.
-    """
+def _window(bucket: str, window: int, now: float | None) -> tuple[KeyValueStore, str]:
+    """The store of `window`-second windows (a counter lives two windows) and the key of `bucket`'s current one."""
     current = time.time() if now is None else now
-    index = int(current // window)
-    store = bounded_store("rate-windows", ttl=window * 2, max_entries=MAX_BUCKETS)
-    return store.incr(f"{bucket}:{index}") <= limit
+    store = kv_store("rate-windows", ttl=window * 2, max_entries=MAX_BUCKETS)
+    return store, f"{bucket}:{int(current // window)}"
+
+
+async def hit(bucket: str, limit: int, window: int, *, now: float | None = None) -> bool:
+    """Count one request in `bucket`'s current window; True when it is within `limit`. `incr` is atomic, so
+    concurrent requests (in any process sharing the store) never lose a count."""
+    store, key = _window(bucket, window, now)
+    return await store.incr(key) <= limit
+
+
+def hit_blocking(bucket: str, limit: int, window: int, *, now: float | None = None) -> bool:
+    """`hit` for sync code (a worker thread, not the event loop's)."""
+    store, key = _window(bucket, window, now)
+    return blocking(store).incr(key) <= limit
 
 
 def seconds_left(window: int, *, now: float | None = None) -> int:
@@ -34,6 +44,6 @@ def seconds_left(window: int, *, now: float | None = None) -> int:
 
 
 def enforce(bucket: str, limit: int, window: int, message: str = "too_many_requests") -> None:
-    """Raise the contract's 429 (with `Retry-After: <window>`) when `bucket` is over `limit`."""
-    if not hit(bucket, limit, window):
+    """Raise the contract's 429 (with `Retry-After: <window>`) when `bucket` is over `limit` (sync code)."""
+    if not hit_blocking(bucket, limit, window):
         raise TooManyRequests(message, headers={"Retry-After": str(window)})

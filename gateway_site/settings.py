@@ -180,6 +180,22 @@ GATEWAY_SESSION_STORE = (
     if GATEWAY.state_backend == "redis"
     else "relay.session_store.MemorySessionStore"
 )
+# Device presence (relay.stores.PresenceStore).
+GATEWAY_PRESENCE_STORE = (
+    "relay.redis_presence.RedisPresenceStore"
+    if GATEWAY.state_backend == "redis"
+    else "relay.stores.MemoryPresenceStore"
+)
+# Stores of caller-chosen keys: rate-limit windows, route snapshots, operator token ids (gateway_site.kvstore).
+GATEWAY_KEY_VALUE_STORE = (
+    "gateway_site.redis_stores.RedisKeyValueStore"
+    if GATEWAY.state_backend == "redis"
+    else "gateway_site.kvstore.MemoryKeyValueStore"
+)
+# The caps of docs/protocol/decisions.md H3 that hold per user, owner or route, not per process (gateway_site.leases).
+GATEWAY_LEASES = (
+    "gateway_site.redis_stores.RedisLeases" if GATEWAY.state_backend == "redis" else "gateway_site.leases.MemoryLeases"
+)
 # Who else may use a device: the sharing app's grants (relay.access asks this source; the relay never imports shares).
 GATEWAY_GRANT_SOURCE = "shares.permissions.ShareGrants"
 # App code the ASGI router reaches by import string, so that gateway_site imports no app (gateway_site.routing).

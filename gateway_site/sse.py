@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import uuid
 from typing import Any
 
 from channels.exceptions import StopConsumer
@@ -18,10 +19,14 @@ from django.conf import settings
 
 from gateway_site.asgi_http import cors_headers
 from gateway_site.errors import ApiError, FrameworkError, TooManyRequests, render, server_error
+from gateway_site.leases import leases
 from gateway_site.lifecycle import lifecycle
 from gateway_site.transport import SCOPE_KEY
 
 logger = logging.getLogger("gateway.sse")
+
+STREAM_LEASE_SECONDS = 90
+STREAM_RENEW_SECONDS = 30
 
 SSE_HEADERS = [
     (b"content-type", b"text/event-stream"),
@@ -47,25 +52,29 @@ def comment_bytes(text: str) -> bytes:
 
 
 class OpenStreams:
-    """Event streams open in this process, per user, for MAX_STREAMS_PER_USER (decisions.md H3)."""
+    """Event streams open per user, for MAX_STREAMS_PER_USER (decisions.md H3): one lease per stream
+    (gateway_site.leases), so every process sharing the lease store counts the same streams. A stream renews its
+    lease while it lives; the leases of a process that died lapse after STREAM_LEASE_SECONDS."""
 
-    def __init__(self) -> None:
-        self._per_user: dict[str, int] = {}
+    @staticmethod
+    def _key(uid: str) -> str:
+        return f"streams:{uid}"
 
-    def admit(self, uid: str, limit: int) -> None:
-        if self._per_user.get(uid, 0) >= limit:
+    async def admit(self, uid: str, limit: int, stream_id: str) -> None:
+        if not await leases.acquire(self._key(uid), limit, stream_id, STREAM_LEASE_SECONDS):
             raise TooManyRequests("too many open streams", max_streams=limit)
-        self._per_user[uid] = self._per_user.get(uid, 0) + 1
 
-    def release(self, uid: str) -> None:
-        left = self._per_user.get(uid, 0) - 1
-        if left > 0:
-            self._per_user[uid] = left
-        else:
-            self._per_user.pop(uid, None)
+    async def renew(self, uid: str, limit: int, stream_id: str) -> None:
+        """Keep the stream's place; one that lapsed is taken again if there is room (an open stream is never cut for
+        it)."""
+        if not await leases.renew(self._key(uid), stream_id, STREAM_LEASE_SECONDS):
+            await leases.acquire(self._key(uid), limit, stream_id, STREAM_LEASE_SECONDS)
 
-    def count(self, uid: str) -> int:
-        return self._per_user.get(uid, 0)
+    async def release(self, uid: str, stream_id: str) -> None:
+        await leases.release(self._key(uid), stream_id)
+
+    async def count(self, uid: str) -> int:
+        return len(await leases.holders(self._key(uid)))
 
 
 open_streams = OpenStreams()
@@ -82,6 +91,7 @@ class SseConsumer(AsyncHttpConsumer):
     streaming = False
     responded = False  # a response start (stream headers or an error) has been sent
     stream_owner = ""
+    stream_id = ""
     queued_bytes = 0
     cut = False
 
@@ -122,14 +132,24 @@ class SseConsumer(AsyncHttpConsumer):
 
     async def start_stream(self, uid: str) -> None:
         """Count the stream against `uid`'s cap (429 before any byte when over it), then send the headers."""
-        open_streams.admit(uid, settings.GATEWAY.max_streams_per_user)
-        self.stream_owner = uid
+        stream_id = uuid.uuid4().hex
+        await open_streams.admit(uid, settings.GATEWAY.max_streams_per_user, stream_id)
+        self.stream_owner, self.stream_id = uid, stream_id
+        self.start_task(self._renew_lease())
         self.responded = True
         # Streams are served ahead of Django, so they add the CORS headers its middleware would (docs/protocol/config.md
         # §7).
         await self.send_headers(status=200, headers=SSE_HEADERS + cors_headers(self.scope))
         self.streaming = True
         lifecycle.track(self)
+
+    async def _renew_lease(self) -> None:
+        while True:
+            await asyncio.sleep(STREAM_RENEW_SECONDS)
+            try:
+                await open_streams.renew(self.stream_owner, settings.GATEWAY.max_streams_per_user, self.stream_id)
+            except Exception:  # the store failed this time: the stream lives on, the next round tries again
+                logger.warning("stream lease renewal failed", extra={"fields": {"path": self.scope.get("path", "")}})
 
     def buffered_bytes(self) -> int:
         """What this reader holds: bytes queued by the stream plus bytes the server has not yet sent."""
@@ -201,13 +221,16 @@ class SseConsumer(AsyncHttpConsumer):
         """Give back everything the stream holds; safe to call more than once, and each step runs even if one
         before it fails."""
         lifecycle.untrack(self)
-        if self.stream_owner:
-            open_streams.release(self.stream_owner)
-            self.stream_owner = ""
         for task in getattr(self, "_tasks", []):
             if task is not asyncio.current_task():
                 task.cancel()
         self._tasks: list[asyncio.Task[Any]] = []
+        if self.stream_owner:
+            owner, self.stream_owner = self.stream_owner, ""
+            try:
+                await open_streams.release(owner, self.stream_id)
+            except Exception:  # the lease lapses by itself; the groups must still be left
+                logger.warning("stream lease release failed", extra={"fields": {"path": self.scope.get("path", "")}})
         await self.leave_groups()
 
     async def leave_groups(self) -> None:

@@ -44,6 +44,7 @@ class AgentConsumer(ContainedWebsocketConsumer):
     owner_uid = ""
     connection_id = ""
     registered = False
+    online = False  # presence was recorded for this connection
 
     async def connect(self) -> None:
         try:
@@ -56,6 +57,7 @@ class AgentConsumer(ContainedWebsocketConsumer):
                 device_id=asgi_http.query_param(self.scope, "device_id"),
                 x_device_id=asgi_http.header(self.scope, b"x-device-id"),
             )
+            await services.agent_socket_claim(admission)
         except ApiError as exc:
             logger.info("agent socket refused", extra={"fields": {"status": exc.status, "error": exc.message}})
             await refuse_websocket(self, exc)
@@ -67,17 +69,14 @@ class AgentConsumer(ContainedWebsocketConsumer):
         self.last_activity = time.monotonic()
         self.t_seq = 0
         self._send_lock = asyncio.Lock()
+        self.registered = True  # from here on, `_unregister` gives back the place the claim took
         await self.accept()
         lifecycle.track(self)
         previous = agents.register(self)
-        self.registered = True
-        if agents.count_for_owner(self.owner_uid) > services.MAX_AGENT_SOCKETS_PER_OWNER:  # concurrent connects
-            await self._unregister(mark_offline=False)
-            await self.close(code=1008, reason="too_many_connections")
-            return
         if previous is not None:
             await previous.close_replaced()
-        presence.mark_online(self.device_id, self.connection_id, settings.GATEWAY.node_id)
+        await presence.mark_online(self.device_id, self.connection_id, settings.GATEWAY.node_id)
+        self.online = True
         logger.info(
             "agent connected", extra={"fields": {"device_id": self.device_id, "connection": self.connection_id}}
         )
@@ -200,10 +199,16 @@ class AgentConsumer(ContainedWebsocketConsumer):
                 return
 
     async def _renew_presence(self) -> None:
+        """Presence and the owner's socket lease (docs/protocol/decisions.md H3) live as long as the socket does."""
         while True:
             await asyncio.sleep(PRESENCE_RENEW_SECONDS)
-            if not presence.renew(self.device_id, self.connection_id):
-                return
+            try:
+                if not await presence.renew(self.device_id, self.connection_id):
+                    return  # another connection holds the device now, with its presence and its lease
+                limit = services.MAX_AGENT_SOCKETS_PER_OWNER
+                await services.socket_renew("agent", self.owner_uid, self.device_id, limit)
+            except Exception:  # the store failed this time: the socket lives on, the next round tries again
+                logger.warning("agent presence renewal failed", extra={"fields": {"device_id": self.device_id}})
 
     async def _unregister(self, *, mark_offline: bool) -> None:
         if not self.registered:
@@ -213,7 +218,12 @@ class AgentConsumer(ContainedWebsocketConsumer):
             if task is not asyncio.current_task():
                 task.cancel()
         agents.unregister(self)
-        if mark_offline and presence.mark_offline(self.device_id, self.connection_id):
+        if not mark_offline:
+            return  # replaced: the device's new socket holds its presence and its place among the owner's sockets
+        offline = self.online and await presence.mark_offline(self.device_id, self.connection_id)
+        if offline or not self.online:  # still the device's connection (or never recorded as one)
+            await services.socket_release("agent", self.owner_uid, self.device_id)
+        if offline:
             logger.info("agent offline", extra={"fields": {"device_id": self.device_id}})
             await self._announce("offline")
 

@@ -77,7 +77,7 @@ class DeviceEventsConsumer(SseConsumer):
             if not self.streaming:
                 return
             chunks = [] if initial else [comment_bytes("heartbeat")]
-            statuses, next_expiry = await database_sync_to_async(services.device_view)(principal=self.principal)
+            statuses, next_expiry = await services.device_view(principal=self.principal)
             self._schedule_expiry(next_expiry)
             for device_id, (status, at) in statuses.items():
                 if self.sent.get(device_id) != status:

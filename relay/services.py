@@ -10,17 +10,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.db import transaction
 
 from gateway_site.auth import Principal
 from gateway_site.errors import BadRequest, Forbidden, NotFound, TooManyRequests
 from gateway_site.ids import canonical_email, is_valid_id, validate_id
 from gateway_site.jsonbody import field
+from gateway_site.leases import leases
 from gateway_site.timefmt import rfc3339
 from relay import access
 from relay.models import Device
 from relay.registry import agents
-from relay.stores import Presence, presence
+from relay.stores import PRESENCE_TTL_SECONDS, Presence, presence
 
 MAX_DEVICES_PER_OWNER = 200
 MAX_DISPLAY_NAME = 128
@@ -109,19 +111,20 @@ def device_identity_get(*, principal: Principal, device_id: str) -> dict[str, st
 # -- visibility and listing ---------------------------------------------------------------------------------------
 
 
-def _presence_of(accesses: list[access.DeviceAccess]) -> dict[str, Presence]:
-    return presence.get_many([a.device.device_id for a in accesses])
+async def _visible_with_presence(principal: Principal) -> tuple[list[access.DeviceAccess], dict[str, Presence]]:
+    """The devices `principal` may see (a database read, in a worker thread) and their presence records."""
+    accesses = await sync_to_async(access.visible_devices)(principal)
+    return accesses, await presence.get_many([a.device.device_id for a in accesses])
 
 
 def _online(record: Presence | None, now: float) -> bool:
     return record is not None and record.online(now)
 
 
-def device_list(*, principal: Principal) -> list[dict[str, Any]]:
+async def device_list(*, principal: Principal) -> list[dict[str, Any]]:
     """`GET /devices` (§6): online first, then updated_at descending, then device_id."""
     now = time.time()
-    accesses = access.visible_devices(principal)
-    records = _presence_of(accesses)
+    accesses, records = await _visible_with_presence(principal)
     rows: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
     for entry in accesses:
         device = entry.device
@@ -153,12 +156,11 @@ def device_list(*, principal: Principal) -> list[dict[str, Any]]:
     return [item for _, item in rows]
 
 
-def device_view(*, principal: Principal) -> tuple[dict[str, tuple[str, str]], int]:
+async def device_view(*, principal: Principal) -> tuple[dict[str, tuple[str, str]], int]:
     """The events stream's view: visible device id -> (status, at), `at` = last_seen_at when online, else '';
     and the earliest future grant expiry among the shared devices (0 if none), when the view changes by itself."""
     now = time.time()
-    accesses = access.visible_devices(principal)
-    records = _presence_of(accesses)
+    accesses, records = await _visible_with_presence(principal)
     statuses: dict[str, tuple[str, str]] = {}
     for entry in accesses:
         record = records.get(entry.device.device_id)
@@ -183,7 +185,8 @@ def health_counts(principal: Principal) -> dict[str, int]:
 
 
 def device_delete(*, principal: Principal, device_id: str) -> list[str]:
-    """Delete an owned device and its identity key. Returns the uids whose device streams must drop it.
+    """Delete an owned device and its identity key. Returns the uids whose device streams must drop it (its presence
+    goes with the `device_deleted` signal, relay.signals).
 
     404 for an unknown id or one the caller cannot see; 403 for a collaborator.
     """
@@ -199,7 +202,6 @@ def device_delete(*, principal: Principal, device_id: str) -> list[str]:
     device.delete()  # its grants go with it (shares.Grant cascades)
     for uid in affected:
         access.forget_access(device_id, uid)
-    presence.clear(device_id)
     return affected
 
 
@@ -229,7 +231,8 @@ def socket_device(*, principal: Principal, device_id: str | None) -> Device:
 
 
 def agent_admit(*, principal: Principal, device_id: str | None, x_device_id: str | None) -> AgentAdmission:
-    """Checks 2-8 before the upgrade; raises the contract's error for the first that fails."""
+    """Checks 2-7 before the upgrade (the database's part); raises the contract's error for the first that fails.
+    Check 8, the owner's number of sockets, is `agent_socket_claim`."""
     device = socket_device(principal=principal, device_id=device_id)
     device_id = device.device_id
     if x_device_id is not None and x_device_id.strip():  # a blank header counts as absent, as upstream
@@ -237,11 +240,57 @@ def agent_admit(*, principal: Principal, device_id: str | None, x_device_id: str
             raise BadRequest("invalid X-Device-Id header")
         if x_device_id.strip() != device_id:
             raise BadRequest("X-Device-Id header does not match device_id query param")
-    if agents.count_for_owner(principal.uid, excluding_device=device_id) >= MAX_AGENT_SOCKETS_PER_OWNER:
-        raise TooManyRequests("too many agent connections")
     return AgentAdmission(
         device_id=device_id, owner_uid=device.owner_uid, audience=tuple(access.users_with_access(device_id))
     )
+
+
+# -- sockets per owner (docs/protocol/decisions.md H3) -----------------------------------------------------------------
+#
+# An owner's agent sockets (and, through the same helpers, tunnel sockets) are counted across every process as leases
+# (gateway_site.leases), one per device: the lease id is the device id, so a socket that replaces the device's
+# previous one takes the same place. A socket renews its lease while it lives (SOCKET_LEASE_SECONDS, renewed with its
+# presence), so the places of a process that died come back by themselves.
+SOCKET_LEASE_SECONDS = PRESENCE_TTL_SECONDS
+
+
+def _socket_key(kind: str, owner_uid: str) -> str:
+    return f"{kind}-sockets:{owner_uid}"
+
+
+async def socket_room(kind: str, owner_uid: str, device_id: str, limit: int) -> bool:
+    """Whether the device could connect a `kind` socket now (without taking a place)."""
+    holders = await leases.holders(_socket_key(kind, owner_uid))
+    return device_id in holders or len(holders) < limit
+
+
+async def socket_claim(kind: str, owner_uid: str, device_id: str, limit: int) -> bool:
+    """Take the device's place among the owner's `kind` sockets; False when the owner holds `limit` already."""
+    return await leases.acquire(_socket_key(kind, owner_uid), limit, device_id, SOCKET_LEASE_SECONDS)
+
+
+async def socket_renew(kind: str, owner_uid: str, device_id: str, limit: int) -> None:
+    """Keep the place; one that lapsed (or that a concurrent teardown released) is taken again if there is room."""
+    key = _socket_key(kind, owner_uid)
+    if not await leases.renew(key, device_id, SOCKET_LEASE_SECONDS):
+        await leases.acquire(key, limit, device_id, SOCKET_LEASE_SECONDS)
+
+
+async def socket_release(kind: str, owner_uid: str, device_id: str) -> None:
+    await leases.release(_socket_key(kind, owner_uid), device_id)
+
+
+async def agent_socket_check(admission: AgentAdmission) -> None:
+    """Check 8 for a plain HTTP request to the socket's endpoint: 429 when the owner could not connect it now."""
+    if not await socket_room("agent", admission.owner_uid, admission.device_id, MAX_AGENT_SOCKETS_PER_OWNER):
+        raise TooManyRequests("too many agent connections")
+
+
+async def agent_socket_claim(admission: AgentAdmission) -> None:
+    """Check 8 before the upgrade, atomically across processes: the device takes its place among its owner's agent
+    sockets, or 429."""
+    if not await socket_claim("agent", admission.owner_uid, admission.device_id, MAX_AGENT_SOCKETS_PER_OWNER):
+        raise TooManyRequests("too many agent connections")
 
 
 def validate_device_path(device_id: str) -> str:

@@ -89,7 +89,7 @@ async def sessions_sweep(*, now: int | None = None) -> list[Session]:
     current = unix_now() if now is None else now
     swept = []
     for session in await sessions.all():
-        if not expired(session, current):
+        if not await expired(session, current):
             continue
         if await sessions.delete(session["session_id"]) is not None:
             swept.append(session)
@@ -103,12 +103,16 @@ async def sweep_if_due() -> list[Session]:
     return await sessions_sweep()
 
 
-def expired(session: Session, now: int | None = None) -> bool:
+def idle(session: Session, now: int) -> bool:
+    return bool(now - session["updated_at"] >= IDLE_EXPIRY_SECONDS)
+
+
+async def expired(session: Session, now: int | None = None) -> bool:
     """Idle for 24 h and not a live session of a connected device (docs/protocol/relay.md §2 lifetime)."""
     current = unix_now() if now is None else now
-    if current - session["updated_at"] < IDLE_EXPIRY_SECONDS:
+    if not idle(session, current):
         return False
-    record = presence.get(session["device_id"])
+    record = await presence.get(session["device_id"])
     connected = record is not None and record.online(current)
     return not (session["status"] in (ACKNOWLEDGED, PENDING_ACK, PENDING_CONNECTION) and connected)
 
@@ -117,7 +121,7 @@ async def load(session_id: str) -> Session:
     """The session, or 404 `session not found` — also for one past its idle expiry that no sweep has reached yet
     (sweeps run at most every 5 minutes, when a request or a stream comes by; expiry must not wait for them)."""
     session = await sessions.get(session_id)
-    if session is not None and expired(session):
+    if session is not None and idle(session, unix_now()) and await expired(session):  # presence only when idle
         await sessions.delete(session_id)
         session = None
     if session is None:

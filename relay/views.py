@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 from django.http import HttpResponse
 
 from gateway_site.auth import check_scopes
@@ -26,8 +26,8 @@ def identity_key(request: ApiRequest, device_id: str) -> HttpResponse:
 
 
 @api_view("GET")
-def device_list(request: ApiRequest) -> HttpResponse:
-    return json_response({"devices": services.device_list(principal=request.principal)})
+async def device_list(request: ApiRequest) -> HttpResponse:
+    return json_response({"devices": await services.device_list(principal=request.principal)})
 
 
 @api_view("DELETE")
@@ -40,14 +40,15 @@ def device_detail(request: ApiRequest, device_id: str) -> HttpResponse:
 
 
 @api_view("GET")
-def agent_connect_http(request: ApiRequest) -> HttpResponse:
+async def agent_connect_http(request: ApiRequest) -> HttpResponse:
     """A plain HTTP request to the agent WebSocket endpoint: the same checks as the upgrade, then 426."""
     check_scopes(request.principal, "device")
-    services.agent_admit(
+    admission = await sync_to_async(services.agent_admit)(
         principal=request.principal,
         device_id=request.GET.get("device_id"),
         x_device_id=request.headers.get("X-Device-Id"),
     )
+    await services.agent_socket_check(admission)
     raise FrameworkError(426)
 
 

@@ -93,6 +93,10 @@ def invite_create(*, principal: Principal, body: dict[str, Any]) -> Invite:
         raise Forbidden("you do not own this device")
     now = _now()
     with transaction.atomic():
+        # The device's row stays locked until commit, so concurrent invites for one device (from any process) count
+        # and insert one after another and the cap holds (decisions.md H3). SQLite ignores the lock: it runs one
+        # write transaction at a time (the in-memory database's transactions are IMMEDIATE, gateway_site.config).
+        Device.objects.select_for_update().filter(pk=device.pk).first()
         existing = Grant.objects.filter(device=device, grantee_email=email, status__in=[Grant.PENDING, Grant.ACTIVE])
         if any(permissions.effective_status(g, now) in (Grant.PENDING, Grant.ACTIVE) for g in existing):
             raise Conflict("an active or pending grant already exists for this email and device")

@@ -19,12 +19,20 @@ boot.keep_alive(settings.DATABASES["default"]["TEST"]["NAME"])
 def _clean_state():
     for alias in settings.CACHES:
         caches[alias].clear()
-    boundedstore.clear_all()
+    boundedstore.clear_all()  # the in-process key/value stores (gateway_site.kvstore) live in these
+    from gateway_site.leases import MemoryLeases, lease_store
     from relay.session_store import session_store
+    from relay.stores import MemoryPresenceStore, presence_store
 
     store: Any = session_store()
     if hasattr(store, "clear"):
         store.clear()
+    presence = presence_store()
+    if isinstance(presence, MemoryPresenceStore):
+        presence.clear_all()
+    leases = lease_store()
+    if isinstance(leases, MemoryLeases):
+        leases.clear()
     yield
 
 

@@ -27,14 +27,25 @@ from tunnels.registry import inflight, tunnels
 logger = logging.getLogger("gateway.tunnels")
 
 MAX_TUNNELS_PER_OWNER = 50
+LEASE_RENEW_SECONDS = 20  # well within relay.services.SOCKET_LEASE_SECONDS
 
 
 def tunnel_admit(*, principal: Principal, device_id: str | None) -> str:
-    """Pre-upgrade checks 2-6 (database: the device)."""
-    device_id = relay_services.socket_device(principal=principal, device_id=device_id).device_id
-    if tunnels.count_for_owner(principal.uid, excluding_device=device_id) >= MAX_TUNNELS_PER_OWNER:
+    """Pre-upgrade checks 2-5 (database: the device). Check 6, the owner's number of tunnels, is `tunnel_claim`."""
+    return relay_services.socket_device(principal=principal, device_id=device_id).device_id
+
+
+async def tunnel_check(owner_uid: str, device_id: str) -> None:
+    """Check 6 for a plain HTTP request to the endpoint: 429 when the owner could not connect this tunnel now."""
+    if not await relay_services.socket_room("tunnel", owner_uid, device_id, MAX_TUNNELS_PER_OWNER):
         raise TooManyRequests("too many tunnel connections")
-    return device_id
+
+
+async def tunnel_claim(owner_uid: str, device_id: str) -> None:
+    """Check 6 before the upgrade, atomically across processes (docs/protocol/decisions.md H3): the device takes its
+    place among its owner's tunnel sockets (relay.services socket leases), or 429."""
+    if not await relay_services.socket_claim("tunnel", owner_uid, device_id, MAX_TUNNELS_PER_OWNER):
+        raise TooManyRequests("too many tunnel connections")
 
 
 def _route_ids(frame: dict[str, Any]) -> list[str]:
@@ -67,6 +78,7 @@ class TunnelConsumer(ContainedWebsocketConsumer):
             device_id = await database_sync_to_async(tunnel_admit)(
                 principal=principal, device_id=asgi_http.query_param(self.scope, "device_id")
             )
+            await tunnel_claim(principal.uid, device_id)
         except ApiError as exc:
             await refuse_websocket(self, exc)
             return
@@ -75,16 +87,13 @@ class TunnelConsumer(ContainedWebsocketConsumer):
         self.connection_id = next_connection_id("tun")
         self.routes: set[str] = set()
         self._send_lock = asyncio.Lock()
+        self.registered = True  # from here on, `_unregister` gives back the place the claim took
+        self._renewal = asyncio.ensure_future(self._renew_lease())
         await self.accept()
         lifecycle.track(self)
         previous = tunnels.register(self)
-        self.registered = True
         if previous is not None:
             await previous.close_replaced()
-        if tunnels.count_for_owner(self.owner_uid) > MAX_TUNNELS_PER_OWNER:  # a race of concurrent connects
-            await self._unregister()
-            await self.close(code=1008, reason="too_many_connections")
-            return
         # Liveness is the ASGI server's WebSocket ping/pong (Daphne and uvicorn ping every 20 s): tunnel clients
         # answer pings and send their own, but pings never reach the application, so an idle tunnel must not be
         # cut by an application-level read deadline.
@@ -183,8 +192,17 @@ class TunnelConsumer(ContainedWebsocketConsumer):
         if tunnels.unbind(route_id, self) is not None:
             await self.send_frame(_deactivated(route_id, reason))
 
+    async def _renew_lease(self) -> None:
+        """The owner's tunnel lease lives as long as the socket does (docs/protocol/decisions.md H3)."""
+        while True:
+            await asyncio.sleep(LEASE_RENEW_SECONDS)
+            try:
+                await relay_services.socket_renew("tunnel", self.owner_uid, self.device_id, MAX_TUNNELS_PER_OWNER)
+            except Exception:  # the store failed this time: the socket lives on, the next round tries again
+                logger.warning("tunnel lease renewal failed", extra={"fields": {"device_id": self.device_id}})
+
     async def close_replaced(self) -> None:
-        await self._unregister()
+        await self._unregister(replaced=True)
         with contextlib.suppress(Exception):
             await self.close(code=1000, reason="replaced_by_new_connection")
 
@@ -193,15 +211,19 @@ class TunnelConsumer(ContainedWebsocketConsumer):
         with contextlib.suppress(Exception):
             await self.close()
 
-    async def _unregister(self) -> None:
+    async def _unregister(self, *, replaced: bool = False) -> None:
         if not self.registered:
             return
         self.registered = False
+        if self._renewal is not asyncio.current_task():
+            self._renewal.cancel()
         held = list(self.routes)
         tunnels.unregister(self)
         inflight.fail_connection(self.connection_id)
         with contextlib.suppress(Exception):
             await database_sync_to_async(services.routes_provisioned)(held)
+        if not replaced:  # a replacing socket keeps the device's place among the owner's tunnels
+            await relay_services.socket_release("tunnel", self.owner_uid, self.device_id)
 
     async def gateway_shutdown(self, message: dict[str, Any]) -> None:
         """The process is stopping (gateway_site.lifecycle): close with 1012 so the tunnel client reconnects."""

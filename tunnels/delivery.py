@@ -29,7 +29,7 @@ async def routes_removed(route_ids: list[str]) -> None:
     """The routes no longer exist: drop their cached snapshots and their activations (`tunnel.route_deactivated`,
     reason `revoked`)."""
     for route_id in route_ids:
-        services.forget_snapshot(route_id)
+        await services.snapshot_forget(route_id)
         await route_deactivated(route_id, "revoked")
 
 

@@ -14,7 +14,6 @@ import time
 import uuid
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from gateway_site import asgi_http, ratelimit
@@ -67,8 +66,8 @@ def _canonical(name: str) -> str:
     return "-".join(part.capitalize() for part in name.split("-"))
 
 
-def _allowed(bucket: str, limit: int) -> bool:
-    return ratelimit.hit(bucket, limit, settings.GATEWAY.ingress_rate_window_seconds)
+async def _allowed(bucket: str, limit: int) -> bool:
+    return await ratelimit.hit(bucket, limit, settings.GATEWAY.ingress_rate_window_seconds)
 
 
 def _retry_after() -> dict[str, str]:
@@ -154,18 +153,15 @@ async def ingress(scope: dict[str, Any], receive: Any, send: Any, route_id: str,
     if not tokens.ROUTE_ID_RE.fullmatch(route_id) or not route_token or len(route_token) > MAX_TOKEN_LENGTH:
         await _plain(send, scope, 404)
         return
-    if not _allowed(f"ingress:ip:{client_ip_from_scope(scope)}", config.ingress_ip_limit_per_window):
+    if not await _allowed(f"ingress:ip:{client_ip_from_scope(scope)}", config.ingress_ip_limit_per_window):
         await _plain(send, scope, 429, _retry_after())
         return
     try:
-        snapshot = services.cached_snapshot(route_id)
-        if snapshot is None:  # cold: one database read, in a worker thread
-            snapshot = await sync_to_async(services.load_snapshot)(route_id)
-        route = services.ingress_check(snapshot, route_token)
+        route = services.ingress_check(await services.ingress_snapshot(route_id), route_token)
     except services.IngressRefused as refused:
         await _refuse(send, scope, refused)
         return
-    if not _allowed(f"ingress:route:{route_id}", config.ingress_route_limit_per_window) or not _allowed(
+    if not await _allowed(f"ingress:route:{route_id}", config.ingress_route_limit_per_window) or not await _allowed(
         "ingress:global", config.ingress_global_limit_per_window
     ):
         await _plain(send, scope, 429, _retry_after())
@@ -183,25 +179,29 @@ async def ingress(scope: dict[str, Any], receive: Any, send: Any, route_id: str,
         await _plain(send, scope, 413)
         return
     request_id = "req_" + str(uuid.uuid4())[:12]
-    try:
-        entry = inflight.add(
-            request_id,
-            route.device_id,
-            holder.connection_id,
-            route_id=route.route_id,
-            owner_uid=route.owner_uid,
-            route_limit=config.max_inflight_per_route,
-            owner_limit=config.max_inflight_per_owner,
-        )
-    except InflightFull as full:
-        if full.scope == "node":
-            await _plain(send, scope, 503)
-        else:
-            await _inflight_full(send, scope, full.scope)
+    full = await services.inflight_claim(route, request_id)
+    if full is not None:
+        await _inflight_full(send, scope, full)
         return
-    services.ingress_mark_used_soon(route.route_id)
+    try:
+        await _exchange(send, scope, route, holder.connection_id, request_id, body)
+    finally:
+        await services.inflight_release(route, request_id)
+
+
+async def _exchange(
+    send: Any, scope: dict[str, Any], route: services.IngressRoute, connection_id: str, request_id: str, body: bytes
+) -> None:
+    """Hand the webhook to the tunnel on `connection_id`, wait for its answer until the route's deadline and relay it
+    (the route's and owner's shares are already claimed; this process's own safety net is checked here)."""
+    try:
+        entry = inflight.add(request_id, route.device_id, connection_id, route_id=route.route_id)
+    except InflightFull:
+        await _plain(send, scope, 503)
+        return
+    await services.ingress_mark_used_soon(route.route_id)
     frame = request_frame(scope, route, request_id, body)
-    if not await delivery.send_request(route.route_id, holder.connection_id, frame):
+    if not await delivery.send_request(route.route_id, connection_id, frame):
         inflight.pop(request_id)
         await _plain(send, scope, 503)
         return

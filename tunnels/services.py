@@ -11,14 +11,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import transaction
 
 from gateway_site import dblocks
 from gateway_site.auth import Principal
-from gateway_site.boundedstore import BoundedStore, bounded_store
 from gateway_site.errors import ApiError, PlainError
 from gateway_site.ids import canonical_email, is_valid_id
+from gateway_site.kvstore import KeyValueStore, blocking, kv_store
+from gateway_site.leases import leases
 from gateway_site.timefmt import rfc3339
 from relay.models import Device
 from tunnels import tokens
@@ -422,24 +424,27 @@ class IngressRefused(PlainError):
     """Ingress refuses the webhook with this status, answered as plain text (docs/protocol/tunnels.md §4)."""
 
 
-# Ingress reads routes from a short-lived snapshot in the `state` cache instead of the database on every webhook.
-# Every write below drops the snapshot, so a rotation, deletion or deactivation counts at once in this process; the
-# short TTL bounds how long another process could see an older one.
+# Ingress reads routes from a short-lived snapshot in a key/value store (gateway_site.kvstore) instead of the database
+# on every webhook. Every write below drops the snapshot; the store is shared by every process in Redis mode, so a
+# rotation, deletion or deactivation counts at once everywhere. In memory mode the short TTL bounds how long another
+# process could see an older one.
 INTERFACE_ID_MAX_LENGTH = 255  # the stored column's size: checked here so every database behaves the same
 SNAPSHOT_TTL_SECONDS = 5
 MAX_SNAPSHOTS = 50_000  # route ids are checked against their grammar first, but any well-formed id can be asked for
 
 
-def _snapshot_key(route_id: str) -> str:
-    return f"route-snapshot:{route_id}"
-
-
-def _snapshots() -> BoundedStore:
-    return bounded_store("route-snapshots", ttl=SNAPSHOT_TTL_SECONDS, max_entries=MAX_SNAPSHOTS)
+def _snapshots() -> KeyValueStore:
+    return kv_store("route-snapshots", ttl=SNAPSHOT_TTL_SECONDS, max_entries=MAX_SNAPSHOTS)
 
 
 def forget_snapshot(route_id: str) -> None:
-    _snapshots().delete(_snapshot_key(route_id))
+    """Drop the route's snapshot (sync code: a worker thread or a database signal handler)."""
+    blocking(_snapshots()).delete(route_id)
+
+
+async def snapshot_forget(route_id: str) -> None:
+    """`forget_snapshot` for async code."""
+    await _snapshots().delete(route_id)
 
 
 def route_row_deleted(sender: Any, *, instance: IntegrationRoute, **kwargs: Any) -> None:
@@ -447,32 +452,36 @@ def route_row_deleted(sender: Any, *, instance: IntegrationRoute, **kwargs: Any)
     forget_snapshot(instance.route_id)
 
 
-def cached_snapshot(route_id: str) -> dict[str, Any] | None:
-    """The cached snapshot, `{}` for a route known not to exist, None when it must be loaded."""
-    value = _snapshots().get(_snapshot_key(route_id))
-    return value if isinstance(value, dict) else None
-
-
-def load_snapshot(route_id: str) -> dict[str, Any]:
-
+def read_snapshot(route_id: str) -> dict[str, Any]:
+    """What ingress needs of the route, read from the database; `{}` when it does not exist."""
     route = IntegrationRoute.objects.filter(route_id=route_id).first()
-    snapshot: dict[str, Any] = {}
-    if route is not None:
-        snapshot = {
-            "route_id": route.route_id,
-            "device_id": route.device_id,
-            "owner_uid": route.owner_uid,
-            "status": route.status,
-            "token_hash": route.token_hash,
-            "previous_token_hash": route.previous_token_hash,
-            "previous_token_expires_at": route.previous_token_expires_at.timestamp()
-            if route.previous_token_expires_at
-            else 0,
-            "token_expires_at": route.token_expires_at.timestamp(),
-            "deadline_ms": route.deadline_ms,
-            "max_body_bytes": route.max_body_bytes,
-        }
-    _snapshots().set(_snapshot_key(route_id), snapshot)
+    if route is None:
+        return {}
+    return {
+        "route_id": route.route_id,
+        "device_id": route.device_id,
+        "owner_uid": route.owner_uid,
+        "status": route.status,
+        "token_hash": route.token_hash,
+        "previous_token_hash": route.previous_token_hash,
+        "previous_token_expires_at": route.previous_token_expires_at.timestamp()
+        if route.previous_token_expires_at
+        else 0,
+        "token_expires_at": route.token_expires_at.timestamp(),
+        "deadline_ms": route.deadline_ms,
+        "max_body_bytes": route.max_body_bytes,
+    }
+
+
+async def ingress_snapshot(route_id: str) -> dict[str, Any]:
+    """The route's snapshot (`{}` for a route known not to exist): cached, or read from the database in a worker
+    thread and cached."""
+    store = _snapshots()
+    cached = await store.get(route_id)
+    if isinstance(cached, dict):
+        return cached
+    snapshot = await sync_to_async(read_snapshot)(route_id)
+    await store.set(route_id, snapshot)
     return snapshot
 
 
@@ -508,13 +517,40 @@ def ingress_mark_used(route_id: str) -> None:
     IntegrationRoute.objects.filter(route_id=route_id).update(token_last_used_at=now, updated_at=now)
 
 
-def ingress_mark_used_soon(route_id: str) -> None:
-    """Record `token_last_used_at`, at most once per second per route: a database write per webhook would cap the
-    ingress at the database's write rate, and the field has whole-second precision anyway."""
-    if bounded_store("route-used", ttl=1, max_entries=MAX_SNAPSHOTS).add(route_id):
-        from asgiref.sync import sync_to_async
-
+async def ingress_mark_used_soon(route_id: str) -> None:
+    """Record `token_last_used_at`, at most once per second per route (across the processes sharing the store): a
+    database write per webhook would cap the ingress at the database's write rate, and the field has whole-second
+    precision anyway."""
+    if await kv_store("route-used", ttl=1, max_entries=MAX_SNAPSHOTS).add(route_id):
         asyncio.ensure_future(sync_to_async(ingress_mark_used)(route_id))
+
+
+# Webhooks in flight have a share per route and per owner (decisions.md H3), counted across every process as leases
+# (gateway_site.leases); a lease outlives the route's deadline by this margin, so one whose process died lapses.
+INFLIGHT_LEASE_MARGIN_SECONDS = 5
+
+
+def _inflight_keys(route: IngressRoute) -> tuple[str, str]:
+    return f"inflight-route:{route.route_id}", f"inflight-owner:{route.owner_uid}"
+
+
+async def inflight_claim(route: IngressRoute, request_id: str) -> str | None:
+    """Take a place for one webhook in its route's and its owner's share; returns the share that is used up
+    ("route" or "owner"), or None once both places are held (release them with `inflight_release`)."""
+    config = settings.GATEWAY
+    ttl = route.deadline_ms / 1000 + INFLIGHT_LEASE_MARGIN_SECONDS
+    per_route, per_owner = _inflight_keys(route)
+    if not await leases.acquire(per_route, config.max_inflight_per_route, request_id, ttl):
+        return "route"
+    if not await leases.acquire(per_owner, config.max_inflight_per_owner, request_id, ttl):
+        await leases.release(per_route, request_id)
+        return "owner"
+    return None
+
+
+async def inflight_release(route: IngressRoute, request_id: str) -> None:
+    for key in _inflight_keys(route):
+        await leases.release(key, request_id)
 
 
 def health_counts(principal: Principal) -> dict[str, int]:

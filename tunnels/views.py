@@ -89,14 +89,18 @@ def rotate_token(request: ApiRequest, route_id: str) -> HttpResponse:
 
 
 @api_view("GET")
-def tunnel_connect_http(request: ApiRequest) -> HttpResponse:
+async def tunnel_connect_http(request: ApiRequest) -> HttpResponse:
     """Plain HTTP to the tunnel WebSocket endpoint: the upgrade's checks, then 426."""
+    from asgiref.sync import sync_to_async
+
     from gateway_site.auth import check_scopes
     from gateway_site.errors import FrameworkError
-    from tunnels.consumers import tunnel_admit
+    from tunnels.consumers import tunnel_admit, tunnel_check
 
-    check_scopes(_principal(request), "device")
-    tunnel_admit(principal=_principal(request), device_id=request.GET.get("device_id"))
+    principal = _principal(request)
+    check_scopes(principal, "device")
+    device_id = await sync_to_async(tunnel_admit)(principal=principal, device_id=request.GET.get("device_id"))
+    await tunnel_check(principal.uid, device_id)
     raise FrameworkError(426)
 
 

@@ -107,6 +107,6 @@ def test_limit_is_per_client_ip_from_the_proxy_header(client, configure):
 def test_window_rolls_over(monkeypatch):
     from gateway_site import ratelimit
 
-    assert all(ratelimit.hit("b", 2, 60, now=600.0) for _ in range(2))
-    assert not ratelimit.hit("b", 2, 60, now=659.9)
-    assert ratelimit.hit("b", 2, 60, now=660.0)  # windows are aligned to the epoch
+    assert all(ratelimit.hit_blocking("b", 2, 60, now=600.0) for _ in range(2))
+    assert not ratelimit.hit_blocking("b", 2, 60, now=659.9)
+    assert ratelimit.hit_blocking("b", 2, 60, now=660.0)  # windows are aligned to the epoch

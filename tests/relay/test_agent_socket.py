@@ -80,7 +80,12 @@ async def test_socket_cap_per_owner(device, monkeypatch):
     assert await refused(OWNER, "dev_test2") == (429, {"error": "too many agent connections"})
     again = AgentSocket(application, OWNER, DEVICE)  # the same device is not counted
     await again.open()
+    await first.close()  # the replaced socket's teardown keeps the device's place for its new socket
+    assert await refused(OWNER, "dev_test2") == (429, {"error": "too many agent connections"})
     await again.close()
+    other = AgentSocket(application, OWNER, "dev_test2")  # closing gave the place back
+    await other.open()
+    await other.close()
 
 
 async def test_without_the_denial_extension_the_upgrade_is_closed(device):
@@ -253,22 +258,22 @@ async def test_newer_socket_replaces_the_older_one(device):
     assert closing["type"] == "websocket.close"
     assert (closing["code"], closing.get("reason")) == (1000, "replaced_by_new_connection")
     await first.close()  # the old socket's teardown must not take the device offline
-    held = presence.get(DEVICE)
+    held = await presence.get(DEVICE)
     assert held is not None and held.online()
     assert agents.get(DEVICE) is not None
     await second.send({"type": "ping"})
     assert (await second.recv())["type"] == "heartbeat"
     await second.close()
-    assert presence.get(DEVICE) is None and agents.get(DEVICE) is None
+    assert await presence.get(DEVICE) is None and agents.get(DEVICE) is None
 
 
 async def test_presence_follows_the_socket(device):
     socket = AgentSocket(application, OWNER, DEVICE)
     await socket.open()
-    record = presence.get(DEVICE)
+    record = await presence.get(DEVICE)
     assert record is not None and record.online() and record.connection_id.startswith("agt:")
     await socket.close()
-    assert presence.get(DEVICE) is None
+    assert await presence.get(DEVICE) is None
 
 
 async def test_read_deadline_closes_a_silent_socket(device, monkeypatch):
@@ -277,7 +282,7 @@ async def test_read_deadline_closes_a_silent_socket(device, monkeypatch):
     await socket.open()
     closing = await socket.recv_raw(timeout=5)
     assert closing["type"] == "websocket.close"
-    assert presence.get(DEVICE) is None
+    assert await presence.get(DEVICE) is None
 
 
 async def test_any_frame_extends_the_read_deadline(device, monkeypatch):
@@ -306,14 +311,14 @@ async def test_presence_is_renewed_while_the_socket_is_open(device, monkeypatch)
     socket = AgentSocket(application, OWNER, DEVICE)
     await socket.open()
 
-    def expiry() -> int:
-        held = presence.get(DEVICE)
+    async def expiry() -> int:
+        held = await presence.get(DEVICE)
         assert held is not None
         return held.expires_at
 
-    first_expiry = expiry()
+    first_expiry = await expiry()
     deadline = time.monotonic() + 5
-    while expiry() == first_expiry:
+    while await expiry() == first_expiry:
         assert time.monotonic() < deadline, "presence was not renewed"
         await asyncio.sleep(0.05)
     await socket.close()

@@ -33,11 +33,11 @@ async def test_a_failing_agent_frame_closes_with_1011_and_takes_the_device_offli
     before = lifecycle.live_count()
     agent = AgentSocket(application, token_for("owner-1"), "dev_fail0001")
     await agent.open()
-    assert presence.get("dev_fail0001") is not None and lifecycle.live_count() == before + 1
+    assert await presence.get("dev_fail0001") is not None and lifecycle.live_count() == before + 1
     monkeypatch.setattr(agent_frames, "_outcome", boom)
     await agent.send({"type": "session.progress", "session_id": "00000000-0000-4000-8000-000000000000", "seq": 1})
     assert await closed_with(agent) == 1011
-    assert presence.get("dev_fail0001") is None and agents.get("dev_fail0001") is None
+    assert await presence.get("dev_fail0001") is None and agents.get("dev_fail0001") is None
     assert lifecycle.live_count() == before
     await agent.close()
 
@@ -48,4 +48,4 @@ async def test_a_failing_device_lookup_is_a_500_internal_error(monkeypatch):
     agent = AgentSocket(application, token_for("owner-1"), "dev_fail0002")
     assert not await agent.connect()
     assert agent.denial == (500, {"error": "internal_error"})
-    assert presence.get("dev_fail0002") is None
+    assert await presence.get("dev_fail0002") is None

@@ -89,3 +89,24 @@ async def test_streams_count_against_their_user_only(configure):
     assert await other.open() == 200
     await mine.close()
     await other.close()
+
+
+async def test_an_open_stream_renews_its_place(configure, monkeypatch):
+    """A stream's place is a lease (gateway_site.leases) that lapses unless renewed: an open stream keeps it."""
+    import asyncio
+    import time
+
+    from gateway_site import sse
+
+    monkeypatch.setattr(sse, "STREAM_LEASE_SECONDS", 0.3)
+    monkeypatch.setattr(sse, "STREAM_RENEW_SECONDS", 0.05)
+    await sync_to_async(configure)(max_streams_per_user=1)
+    stream = Stream(application, "/gateway/v1/devices/events", OWNER)
+    assert await stream.open() == 200
+    started = time.monotonic()
+    while time.monotonic() - started < 1.0:  # over three lifetimes of the lease
+        assert await sse.open_streams.count("owner-1") == 1
+        await asyncio.sleep(0.05)
+    assert await Stream(application, "/gateway/v1/devices/events", OWNER).open() == 429
+    await stream.close()
+    assert await sse.open_streams.count("owner-1") == 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from asgiref.sync import async_to_sync
 
 from relay.models import Device
 from relay.stores import presence
@@ -47,7 +48,7 @@ def test_offline_device_fields(client):
 
 def test_online_device_has_presence_times_and_no_email_key_when_empty(client):
     register("dev_abc", "owner-1", key="")
-    presence.mark_online("dev_abc", "agt:1", "node", now=int(datetime.now(tz=UTC).timestamp()))
+    async_to_sync(presence.mark_online)("dev_abc", "agt:1", "node", now=int(datetime.now(tz=UTC).timestamp()))
     (item,) = listing(client)
     assert item["status"] == "online" and item["connected"] is True
     assert item["connected_at"].endswith("Z") and item["last_seen_at"].endswith("Z")
@@ -58,7 +59,7 @@ def test_online_device_has_presence_times_and_no_email_key_when_empty(client):
 
 def test_expired_presence_is_offline(client):
     register("dev_abc", "owner-1")
-    presence.mark_online("dev_abc", "agt:1", "node", now=int(datetime.now(tz=UTC).timestamp()) - 61)
+    async_to_sync(presence.mark_online)("dev_abc", "agt:1", "node", now=int(datetime.now(tz=UTC).timestamp()) - 61)
     (item,) = listing(client)
     assert item["status"] == "offline" and "connected_at" not in item
 
@@ -67,7 +68,7 @@ def test_sort_order(client):
     for device_id, day in [("dev_b", 1), ("dev_a", 1), ("dev_new", 5), ("dev_online", 2)]:
         register(device_id, "owner-1")
         Device.objects.filter(device_id=device_id).update(updated_at=datetime(2026, 1, day, tzinfo=UTC))
-    presence.mark_online("dev_online", "agt:1", "node")
+    async_to_sync(presence.mark_online)("dev_online", "agt:1", "node")
     assert [d["device_id"] for d in listing(client)] == ["dev_online", "dev_new", "dev_a", "dev_b"]
 
 
@@ -94,11 +95,11 @@ def test_health_counts_own_devices(client):
 
 def test_owner_deletes_a_device(client):
     register("dev_abc", "owner-1")
-    presence.mark_online("dev_abc", "agt:1", "node")
+    async_to_sync(presence.mark_online)("dev_abc", "agt:1", "node")
     response = client.delete("/gateway/v1/devices/dev_abc", **auth(OWNER))
     assert response.status_code == 204 and response.content == b""
     assert not Device.objects.filter(device_id="dev_abc").exists()
-    assert presence.get("dev_abc") is None
+    assert async_to_sync(presence.get)("dev_abc") is None
 
 
 def test_delete_unknown_or_foreign_device_is_404(client):

@@ -47,8 +47,9 @@ async def read_to_end(stream: Stream, timeout: float = 5) -> bytes:
             return body
 
 
-def nothing_held(session_id: str, live_before: int) -> bool:
-    return streams.of(session_id) == [] and open_streams.count("owner-1") == 0 and lifecycle.live_count() == live_before
+async def nothing_held(session_id: str, live_before: int) -> bool:
+    held = await open_streams.count("owner-1")
+    return streams.of(session_id) == [] and held == 0 and lifecycle.live_count() == live_before
 
 
 async def test_a_failure_before_the_headers_is_a_json_500_and_nothing_stays_registered(live, monkeypatch):
@@ -59,7 +60,7 @@ async def test_a_failure_before_the_headers_is_a_json_500_and_nothing_stays_regi
     assert await stream.open() == 500
     assert await stream.body_json() == {"error": "Internal Server Error", "code": 500}
     await stream.io.wait(5)
-    assert nothing_held(client.session_id, before)
+    assert await nothing_held(client.session_id, before)
 
 
 async def test_a_failure_during_the_replay_ends_the_stream_and_releases_it(live, monkeypatch):
@@ -70,7 +71,7 @@ async def test_a_failure_during_the_replay_ends_the_stream_and_releases_it(live,
     assert await stream.open() == 200
     assert (await read_to_end(stream)).startswith(b":connected\n\n")
     await stream.io.wait(5)
-    assert nothing_held(client.session_id, before)
+    assert await nothing_held(client.session_id, before)
 
 
 async def test_a_failing_pump_ends_the_stream_and_a_new_one_works(live, monkeypatch):
@@ -79,12 +80,12 @@ async def test_a_failing_pump_ends_the_stream_and_a_new_one_works(live, monkeypa
     stream = Stream(application, f"/gateway/v1/sessions/{client.session_id}/events", OWNER)
     assert await stream.open() == 200
     await stream.read_until(b"}\n\n")  # the replayed acknowledgement
-    assert len(streams.of(client.session_id)) == 1 and open_streams.count("owner-1") == 1
+    assert len(streams.of(client.session_id)) == 1 and await open_streams.count("owner-1") == 1
     monkeypatch.setattr("relay.event_streams.event_bytes", boom)
     await agent.send(keys.reply(client.session_id, "session.progress", "m1", {"status": "running"}))
     assert b"session.progress" not in await read_to_end(stream)
     await stream.io.wait(5)
-    assert nothing_held(client.session_id, before)
+    assert await nothing_held(client.session_id, before)
 
     monkeypatch.undo()
     again = Stream(application, f"/gateway/v1/sessions/{client.session_id}/events", OWNER)
@@ -94,7 +95,7 @@ async def test_a_failing_pump_ends_the_stream_and_a_new_one_works(live, monkeypa
     await again.read_until(b"}\n\n")
     await again.read_until(b"}\n\n")  # the progress frame the failed stream missed is in the backlog
     await again.close()
-    assert nothing_held(client.session_id, before)
+    assert await nothing_held(client.session_id, before)
 
 
 async def test_a_failing_wake_ends_the_device_stream_and_releases_it(monkeypatch):
@@ -103,12 +104,12 @@ async def test_a_failing_wake_ends_the_device_stream_and_releases_it(monkeypatch
     stream = Stream(application, "/gateway/v1/devices/events", token_for("owner-1"))
     assert await stream.open() == 200
     await stream.read_until(b"}\n\n")
-    assert open_streams.count("owner-1") == 1
+    assert await open_streams.count("owner-1") == 1
     monkeypatch.setattr(relay_services, "device_view", boom)
     agent = await open_agent("dev_cleanup")  # its connection wakes the stream, and the wake fails
     try:
         await read_to_end(stream)
         await stream.io.wait(5)
-        assert open_streams.count("owner-1") == 0 and lifecycle.live_count() == before + 1  # the agent's socket
+        assert await open_streams.count("owner-1") == 0 and lifecycle.live_count() == before + 1  # the agent's socket
     finally:
         await agent.close()

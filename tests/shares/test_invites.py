@@ -233,6 +233,28 @@ def test_concurrent_accepts_have_exactly_one_winner():
     assert Grant.objects.get().status == "active"
 
 
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_invites_never_exceed_the_pending_cap(configure):
+    """decisions.md H3: 20 invites for one device at once, with room for 5."""
+    register(DEVICE, "owner-1", email="owner@example.com")
+    configure(max_pending_invites_per_device=5)
+    barrier = threading.Barrier(20)
+    statuses: list[int] = []
+
+    def attempt(i: int) -> None:
+        barrier.wait()
+        statuses.append(invite(Client(), f"guest{i}@example.com").status_code)
+        connection.close()
+
+    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(statuses) == [201] * 5 + [429] * 15
+    assert Grant.objects.filter(status="pending").count() == 5
+
+
 # The invite link page (D2)
 
 

@@ -57,9 +57,9 @@ def test_an_expired_counter_starts_again_at_one():
     assert store.incr("k") == 1
 
 
-def test_rate_windows_live_in_a_bounded_store():
+async def test_rate_windows_live_in_a_bounded_store():
     for i in range(3000):
-        ratelimit.hit(f"ingress:ip:203.0.113.{i}", 10, 60)
+        await ratelimit.hit(f"ingress:ip:203.0.113.{i}", 10, 60)
     store = bounded_store("rate-windows", ttl=120, max_entries=ratelimit.MAX_BUCKETS)
     assert len(store) == 3000
-    assert ratelimit.hit("ingress:ip:203.0.113.1", 1, 60) is False  # counted: the second hit is over a limit of 1
+    assert await ratelimit.hit("ingress:ip:203.0.113.1", 1, 60) is False  # counted: the second hit is over 1

@@ -446,3 +446,28 @@ async def test_deleting_the_device_ends_its_routes_at_once(setup):
     )
     assert (await http.post(path)).status_code == 404
     await socket.close()
+
+
+async def test_an_owner_holds_at_most_max_tunnels_and_a_replacement_keeps_its_place(setup, monkeypatch):
+    http = setup
+    from tunnels import consumers
+
+    monkeypatch.setattr(consumers, "MAX_TUNNELS_PER_OWNER", 1)
+    await sync_to_async(register)("dev_tunnel0002", "owner-1")
+    first = await connect()
+    refused = TunnelSocket(application, OWNER, "dev_tunnel0002")
+    assert not await refused.connect()
+    assert refused.denial == (429, {"error": "too many tunnel connections"})
+    plain = await http.get("/gateway/v1/integrations/tunnel/connect?device_id=dev_tunnel0002", headers=bearer(OWNER))
+    assert (plain.status_code, plain.json()) == (429, {"error": "too many tunnel connections"})
+    assert (
+        await http.get(f"/gateway/v1/integrations/tunnel/connect?device_id={DEVICE}", headers=bearer(OWNER))
+    ).status_code == 426
+    replacement = await connect()  # the same device again: it takes the place of its previous socket
+    closing = await first.recv_raw()
+    assert (closing["type"], closing.get("reason")) == ("websocket.close", "replaced_by_new_connection")
+    await first.close()
+    assert not await TunnelSocket(application, OWNER, "dev_tunnel0002").connect()  # the place is still taken
+    await replacement.close()
+    other = await connect("dev_tunnel0002")  # closing gave the place back
+    await other.close()
