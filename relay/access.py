@@ -5,7 +5,8 @@ Every relay path asks here: the device list and events stream, identity-key read
 the device row; collaborators from grants, which the sharing app supplies through a `GrantSource` named in settings
 (`GATEWAY_GRANT_SOURCE`), so the relay does not import it (the sharing app builds on the relay, not the reverse).
 Grants are read at request time; only the per-frame membership check (`collaborator_access_cached`) remembers a
-positive answer, for at most a minute and never past the grant's expiry.
+positive answer, for at most a minute and never past the grant's expiry, in the shared key/value store (so that
+revoking on one process forgets it on all of them, docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -18,14 +19,15 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from django.conf import settings
-from django.core.cache import caches
 from django.utils.module_loading import import_string
 
 from gateway_site.auth import Principal
 from gateway_site.ids import canonical_email
+from gateway_site.kvstore import SyncKeyValueStore, blocking, kv_store
 from relay.models import Device
 
 ACCESS_CACHE_SECONDS = 60
+MAX_ACCESS_ENTRIES = 200_000
 
 
 def now() -> int:
@@ -145,7 +147,7 @@ def collaborator_access_cached(device_id: str, uid: str) -> bool:
     device deletion forget it at once (`forget_access`). Negative answers are not remembered, so an accept counts
     immediately.
     """
-    cache = caches["state"]
+    cache = _access_cache()
     key = _access_key(device_id, uid)
     until = cache.get(key)
     current = now()
@@ -157,9 +159,13 @@ def collaborator_access_cached(device_id: str, uid: str) -> bool:
     until = current + ACCESS_CACHE_SECONDS
     if grant.expires_at > 0:
         until = min(until, grant.expires_at)
-    cache.set(key, until, timeout=ACCESS_CACHE_SECONDS)
+    cache.set(key, until)
     return True
 
 
 def forget_access(device_id: str, uid: str) -> None:
-    caches["state"].delete(_access_key(device_id, uid))
+    _access_cache().delete(_access_key(device_id, uid))
+
+
+def _access_cache() -> SyncKeyValueStore:
+    return blocking(kv_store("grant-checks", ttl=ACCESS_CACHE_SECONDS, max_entries=MAX_ACCESS_ENTRIES))
