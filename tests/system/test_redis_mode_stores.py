@@ -89,7 +89,11 @@ def test_the_state_backend_picks_every_store(tmp_path):
         "gateway_site.kvstore.MemoryKeyValueStore",
         "gateway_site.leases.MemoryLeases",
     ]
-    shared = {"STATE_BACKEND": "redis", "REDIS_URL": "redis://127.0.0.1:6379/0"}
+    shared = {
+        "STATE_BACKEND": "redis",
+        "REDIS_URL": "redis://127.0.0.1:6379/0",
+        "PUBLIC_BASE_URL": "https://gw.example.com",
+    }
     assert configured_stores(DATABASE_URL=f"sqlite:///{tmp_path}/gw.sqlite3", **shared) == [
         "relay.redis_session_store.RedisSessionStore",
         "relay.redis_presence.RedisPresenceStore",
