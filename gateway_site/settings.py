@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gateway_site import dotenv
+from gateway_site import dotenv, redis_state
 from gateway_site.config import ConfigError, GatewayConfig, load_config, origin_pattern
 
 
@@ -111,7 +111,7 @@ if GATEWAY.state_backend == "redis":  # several processes share Redis (docs/scal
     CHANNEL_LAYERS["default"] = {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {
-            "hosts": [GATEWAY.redis_url],
+            "hosts": [redis_state.layer_host(GATEWAY.redis_url)],  # bounded in time (gateway_site.redis_state)
             "prefix": "gw:layer:",
             "capacity": 1000,
             "expiry": 60,
