@@ -90,6 +90,16 @@ class TooManyRequests(ApiError):
     status = 429
 
 
+class StateUnavailable(ApiError):
+    """`503 {"error":"state_unavailable"}`: the shared state (Redis, STATE_BACKEND=redis) cannot be reached right now;
+    try again later (docs/protocol/system-and-console.md §1.1, docs/scaling.md "When Redis is down")."""
+
+    status = 503
+
+    def __init__(self) -> None:
+        super().__init__("state_unavailable", headers={"Retry-After": "1"})
+
+
 class FrameworkError(ApiError):
     """The framework shape: `{"error": "<reason phrase>", "code": <status>}`."""
 

@@ -1,8 +1,8 @@
 """System endpoints (docs/protocol/system-and-console.md §2-3): the service index, liveness, readiness and the API
 document.
 
-No auth, no limits. Readiness is 503 while the database cannot be queried, migrations are pending, or the process is
-shutting down (gateway_site.lifecycle).
+No auth, no limits. Readiness is 503 while the database cannot be queried, migrations are pending, the process is
+shutting down (gateway_site.lifecycle), or, in Redis mode, Redis does not answer a PING within a second.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.utils.module_loading import import_string
 
-from gateway_site import __version__
+from gateway_site import __version__, outage, redis_state
 from gateway_site.errors import json_response
-from gateway_site.lifecycle import lifecycle
+from gateway_site.lifecycle import Readiness, lifecycle
 from gateway_site.requests import GatewayRequest
 from gateway_site.timefmt import rfc3339_now
 from gateway_site.views import api_view
@@ -63,12 +63,28 @@ def healthz(request: HttpRequest) -> HttpResponse:
 
 
 @api_view("GET")
-def readyz(request: HttpRequest) -> HttpResponse:
-    readiness = lifecycle.readiness()
-    body = {"status": "ready", "state_backend": settings.GATEWAY.state_backend, "timestamp": rfc3339_now()}
+async def readyz(request: HttpRequest) -> HttpResponse:
+    config = settings.GATEWAY
+    readiness = await sync_to_async(lifecycle.readiness)()
+    if readiness.ready and config.state_backend == "redis":
+        readiness = await _redis_readiness(config.redis_url)
+    body = {"status": "ready", "state_backend": config.state_backend, "timestamp": rfc3339_now()}
     if readiness.ready:
         return json_response(body)
     return json_response({**body, "status": "not_ready", "reason": readiness.reason}, status=503)
+
+
+async def _redis_readiness(url: str) -> Readiness:
+    """Redis mode: ready only while Redis answers a PING within READY_PING_TIMEOUT_SECONDS (docs/scaling.md "When
+    Redis is down"); the answer also tells gateway_site.outage when an outage starts or ends."""
+    try:
+        await redis_state.ping(url)
+    except Exception as exc:
+        if outage.unavailable(exc) is None:
+            raise
+        return Readiness(False, "redis_unavailable")
+    outage.outage.ended()
+    return Readiness(True)
 
 
 @cache

@@ -12,7 +12,7 @@ from django.http.response import HttpResponseBase
 from django.utils.cache import patch_vary_headers
 from django.utils.deprecation import MiddlewareMixin
 
-from gateway_site import cors
+from gateway_site import cors, outage
 from gateway_site.errors import ApiError, FrameworkError, not_found, payload_too_large, server_error
 
 logger = logging.getLogger("gateway.errors")
@@ -75,5 +75,8 @@ def render_exception(exception: BaseException) -> HttpResponse:
     if isinstance(exception, SuspiciousOperation):
         # Malformed input Django refuses to parse (too many fields, bad multipart, ...): the client's fault.
         return FrameworkError(400).to_response()
+    unavailable = outage.unavailable(exception)
+    if unavailable is not None:  # Redis is down (docs/scaling.md "When Redis is down"): logged once per outage
+        return unavailable.to_response()
     logger.error("unhandled exception", exc_info=exception)
     return server_error().to_response()

@@ -17,6 +17,7 @@ from channels.exceptions import StopConsumer
 from channels.generic.http import AsyncHttpConsumer
 from django.conf import settings
 
+from gateway_site import outage
 from gateway_site.asgi_http import cors_headers
 from gateway_site.errors import ApiError, FrameworkError, TooManyRequests, render, server_error
 from gateway_site.leases import leases
@@ -95,16 +96,33 @@ class SseConsumer(AsyncHttpConsumer):
     queued_bytes = 0
     cut = False
 
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """In Redis mode the channel-layer receive that runs beside the handlers fails too when Redis goes down: the
+        stream then ends as in `dispatch` (503 `state_unavailable` before the headers, the end of the body after
+        them), instead of the exception reaching the server (a 500, or a cut connection holding on to everything)."""
+        try:
+            await super().__call__(scope, receive, send)
+        except Exception as exc:
+            unavailable = outage.unavailable(exc)
+            if unavailable is None:
+                raise
+            await self._close_response(unavailable)
+            with contextlib.suppress(Exception):
+                await self.disconnect()
+
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Whatever fails while a message is handled, the stream ends and gives back all it holds (`disconnect`):
-        its subscriptions, its place in the per-user cap and in the shutdown drain (docs/protocol/decisions.md H9)."""
+        its subscriptions, its place in the per-user cap and in the shutdown drain (docs/protocol/decisions.md H9).
+        A Redis outage is logged once per outage (gateway_site.outage), not once per stream."""
         try:
             await super().dispatch(message)
         except StopConsumer:
             raise
-        except Exception:
-            logger.exception("event stream failed", extra={"fields": {"path": self.scope.get("path", "")}})
-            await self._fail()
+        except Exception as exc:
+            unavailable = outage.unavailable(exc)
+            if unavailable is None:
+                logger.exception("event stream failed", extra={"fields": {"path": self.scope.get("path", "")}})
+            await self._fail(unavailable)
 
     async def http_request(self, message: dict[str, Any]) -> None:
         if message.get("more_body"):
@@ -113,11 +131,14 @@ class SseConsumer(AsyncHttpConsumer):
             if lifecycle.shutting_down:
                 raise FrameworkError(503)
             await self.open_stream()
-        except ApiError as exc:
+        except Exception as exc:
+            error = exc if isinstance(exc, ApiError) else outage.unavailable(exc)
+            if error is None:
+                raise
             if self.responded:
                 await self.end_stream()  # the headers are out: the stream just ends
             else:
-                await self._send_error(exc)
+                await self._send_error(error)
                 await self._finish()
 
     async def open_stream(self) -> None:
@@ -172,7 +193,7 @@ class SseConsumer(AsyncHttpConsumer):
         if probe is not None:
             with contextlib.suppress(Exception):
                 probe.abort()
-        asyncio.ensure_future(self.channel_layer.send(self.channel_name, {"type": "gateway.stream_cut"}))
+        self.signal_self({"type": "gateway.stream_cut"})
 
     async def gateway_stream_cut(self, message: dict[str, Any]) -> None:
         self.streaming = False  # nothing more is written to an aborted connection
@@ -203,15 +224,19 @@ class SseConsumer(AsyncHttpConsumer):
             await self.send_body(last, more_body=False)
         await self._finish()
 
-    async def _fail(self) -> None:
-        """End the response as well as it still can (a 500 before the headers, the end of the body after them)."""
+    async def _fail(self, error: ApiError | None = None) -> None:
+        """End the response as well as it still can, then stop the consumer."""
+        await self._close_response(error or server_error())
+        await self._finish()
+
+    async def _close_response(self, error: ApiError) -> None:
+        """`error` before the headers, the end of the body after them."""
         with contextlib.suppress(Exception):
             if self.streaming:
                 self.streaming = False
                 await self.send_body(b"", more_body=False)
             elif not self.responded:
-                await self._send_error(server_error())
-        await self._finish()
+                await self._send_error(error)
 
     async def _finish(self) -> None:
         await self.disconnect()
@@ -253,9 +278,21 @@ class SseConsumer(AsyncHttpConsumer):
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         if task.cancelled() or task.exception() is None or task not in getattr(self, "_tasks", []):
             return  # done, cancelled, or the stream has already ended
-        logger.error(
-            "event stream task failed",
-            exc_info=task.exception(),
-            extra={"fields": {"path": self.scope.get("path", "")}},
-        )
-        asyncio.ensure_future(self.channel_layer.send(self.channel_name, {"type": "gateway.stream_failed"}))
+        failure = task.exception()
+        if failure is not None and outage.unavailable(failure) is None:
+            logger.error(
+                "event stream task failed", exc_info=failure, extra={"fields": {"path": self.scope.get("path", "")}}
+            )
+        self.signal_self({"type": "gateway.stream_failed"})
+
+    def signal_self(self, message: dict[str, Any]) -> None:
+        """Have this stream's own task handle `message` (sent to its channel; never blocks). In Redis mode the send
+        fails while Redis is down; the stream's channel receive then fails as well, which ends it (`__call__`)."""
+        sending = asyncio.ensure_future(self.channel_layer.send(self.channel_name, message))
+        sending.add_done_callback(_signal_sent)
+
+
+def _signal_sent(sending: asyncio.Future[Any]) -> None:
+    failure = None if sending.cancelled() else sending.exception()
+    if failure is not None and outage.unavailable(failure) is None:
+        logger.error("event stream signal failed", exc_info=failure)

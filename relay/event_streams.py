@@ -167,7 +167,7 @@ class SessionEventsConsumer(SseConsumer):
         self._stop_soon()
 
     def _stop_soon(self) -> None:
-        asyncio.ensure_future(self.channel_layer.send(self.channel_name, {"type": "relay.stream_stop"}))
+        self.signal_self({"type": "relay.stream_stop"})
 
     async def _pump(self) -> None:
         while True:

@@ -10,7 +10,7 @@ import logging
 import re
 from typing import Any
 
-from gateway_site import asgi_http
+from gateway_site import asgi_http, outage
 from gateway_site.auth import principal_from_scope
 from gateway_site.errors import ApiError, BadRequest, server_error
 from relay.messaging import session_message_post
@@ -33,8 +33,10 @@ async def messages(scope: dict[str, Any], receive: Any, send: Any, session_id: s
     except ApiError as exc:
         await asgi_http.respond_error(send, scope, exc)
         return
-    except Exception:
-        logger.exception("message relay failed")
-        await asgi_http.respond_error(send, scope, server_error())
+    except Exception as exc:
+        unavailable = outage.unavailable(exc)  # Redis down: 503 state_unavailable, logged once per outage
+        if unavailable is None:
+            logger.exception("message relay failed")
+        await asgi_http.respond_error(send, scope, unavailable or server_error())
         return
     await asgi_http.respond_json(send, scope, 202, response)

@@ -13,6 +13,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.db import transaction
 
+from gateway_site import outage
 from gateway_site.auth import Principal
 from gateway_site.errors import BadRequest, Forbidden, NotFound, TooManyRequests
 from gateway_site.ids import canonical_email, is_valid_id, validate_id
@@ -112,9 +113,18 @@ def device_identity_get(*, principal: Principal, device_id: str) -> dict[str, st
 
 
 async def _visible_with_presence(principal: Principal) -> tuple[list[access.DeviceAccess], dict[str, Presence]]:
-    """The devices `principal` may see (a database read, in a worker thread) and their presence records."""
+    """The devices `principal` may see (a database read, in a worker thread) and their presence records.
+
+    While the shared state is unreachable (docs/scaling.md, "When Redis is down") the devices are still listed, from
+    the database, all offline: no agent can be reached through this gateway then anyway."""
     accesses = await sync_to_async(access.visible_devices)(principal)
-    return accesses, await presence.get_many([a.device.device_id for a in accesses])
+    try:
+        records = await presence.get_many([a.device.device_id for a in accesses])
+    except Exception as exc:
+        if outage.unavailable(exc) is None:
+            raise
+        records = {}
+    return accesses, records
 
 
 def _online(record: Presence | None, now: float) -> bool:

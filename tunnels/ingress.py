@@ -16,7 +16,7 @@ from typing import Any
 
 from django.conf import settings
 
-from gateway_site import asgi_http, ratelimit
+from gateway_site import asgi_http, outage, ratelimit
 from gateway_site.clientip import client_ip_from_scope
 from gateway_site.errors import JSON_CONTENT_TYPE, PlainError
 from gateway_site.timefmt import rfc3339
@@ -147,6 +147,18 @@ async def _relay(send: Any, scope: dict[str, Any], answer: dict[str, Any]) -> No
 
 
 async def ingress(scope: dict[str, Any], receive: Any, send: Any, route_id: str, route_token: str) -> None:
+    """One webhook; when the shared state (Redis) is down, `503 {"error":"state_unavailable"}` in JSON
+    (docs/scaling.md "When Redis is down"): every answer is sent last, so nothing was sent yet when a call fails."""
+    try:
+        await _ingress(scope, receive, send, route_id, route_token)
+    except Exception as exc:
+        unavailable = outage.unavailable(exc)
+        if unavailable is None:
+            raise
+        await asgi_http.respond_error(send, scope, unavailable, SANDBOX_HEADERS)
+
+
+async def _ingress(scope: dict[str, Any], receive: Any, send: Any, route_id: str, route_token: str) -> None:
     """The order of checks of decisions.md H2: nothing is counted or stored for a malformed id, an unknown route or a
     wrong token uses only the caller's IP budget, and no body is read before the route accepts its declared size."""
     config = settings.GATEWAY
@@ -199,9 +211,14 @@ async def _exchange(
     except InflightFull:
         await _plain(send, scope, 503)
         return
-    await services.ingress_mark_used_soon(route.route_id)
-    frame = request_frame(scope, route, request_id, body)
-    if not await delivery.send_request(route.route_id, connection_id, frame):
+    try:
+        await services.ingress_mark_used_soon(route.route_id)
+        frame = request_frame(scope, route, request_id, body)
+        sent = await delivery.send_request(route.route_id, connection_id, frame)
+    except BaseException:
+        inflight.pop(request_id)  # the slot goes back whatever failed (a Redis outage included)
+        raise
+    if not sent:
         inflight.pop(request_id)
         await _plain(send, scope, 503)
         return
