@@ -111,9 +111,12 @@ if GATEWAY.state_backend == "redis":  # several processes share Redis (docs/scal
     CHANNEL_LAYERS["default"] = {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {
-            "hosts": [GATEWAY.redis_url],
+            # channels_redis waits up to 5 s per blocking read; redis-py's default 5 s socket timeout would race it.
+            "hosts": [{"address": GATEWAY.redis_url, "socket_timeout": 15, "socket_connect_timeout": 2}],
             "prefix": "gw:layer:",
             "capacity": 1000,
+            # A process's inbox carries everything the other processes send it (gateway_site.nodes).
+            "channel_capacity": {"gw.node.*": 10_000},
             "expiry": 60,
             "group_expiry": 10 * 365 * 86400,
         },
