@@ -13,7 +13,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from gateway_site import asgi_http, safejson
+from gateway_site import asgi_http, nodes, safejson
 from gateway_site.auth import Principal, check_scopes, principal_from_scope, refuse_websocket
 from gateway_site.contained import ContainedWebsocketConsumer
 from gateway_site.errors import ApiError, FrameworkError
@@ -43,6 +43,7 @@ class AgentConsumer(ContainedWebsocketConsumer):
     device_id = ""
     owner_uid = ""
     connection_id = ""
+    address = ""
     registered = False
 
     async def connect(self) -> None:
@@ -64,6 +65,7 @@ class AgentConsumer(ContainedWebsocketConsumer):
         self.owner_uid = admission.owner_uid
         self.audience = admission.audience or (self.owner_uid,)
         self.connection_id = next_connection_id("agt")
+        self.address = nodes.address(self.connection_id)  # what presence records: unique across processes
         self.last_activity = time.monotonic()
         self.t_seq = 0
         self._send_lock = asyncio.Lock()
@@ -75,9 +77,8 @@ class AgentConsumer(ContainedWebsocketConsumer):
             await self._unregister(mark_offline=False)
             await self.close(code=1008, reason="too_many_connections")
             return
-        if previous is not None:
-            await previous.close_replaced()
-        presence.mark_online(self.device_id, self.connection_id, settings.GATEWAY.node_id)
+        await delivery.agent_replaced(self.device_id, previous)  # before presence names this socket
+        presence.mark_online(self.device_id, self.address, settings.GATEWAY.node_id)
         logger.info(
             "agent connected", extra={"fields": {"device_id": self.device_id, "connection": self.connection_id}}
         )
@@ -92,7 +93,7 @@ class AgentConsumer(ContainedWebsocketConsumer):
         ]
         await self._announce("online")
         # Hand this socket every handshake request still waiting (docs/protocol/relay.md §5.2 step 6, R5).
-        await handshake.session_requests_flush(device_id=self.device_id, connection_id=self.connection_id)
+        await handshake.session_requests_flush(device_id=self.device_id, address=self.address)
 
     def _principal(self) -> Principal:
         error = self.scope.get("auth_error")
@@ -202,7 +203,7 @@ class AgentConsumer(ContainedWebsocketConsumer):
     async def _renew_presence(self) -> None:
         while True:
             await asyncio.sleep(PRESENCE_RENEW_SECONDS)
-            if not presence.renew(self.device_id, self.connection_id):
+            if not presence.renew(self.device_id, self.address):
                 return
 
     async def _unregister(self, *, mark_offline: bool) -> None:
@@ -213,7 +214,7 @@ class AgentConsumer(ContainedWebsocketConsumer):
             if task is not asyncio.current_task():
                 task.cancel()
         agents.unregister(self)
-        if mark_offline and presence.mark_offline(self.device_id, self.connection_id):
+        if mark_offline and presence.mark_offline(self.device_id, self.address):
             logger.info("agent offline", extra={"fields": {"device_id": self.device_id}})
             await self._announce("offline")
 
