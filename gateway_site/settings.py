@@ -98,6 +98,15 @@ CACHES = {
         "OPTIONS": {"MAX_ENTRIES": 10_000_000},
     },
 }
+if GATEWAY.state_backend == "redis":
+    # Presence and the access cache must be the same for every process: delivery finds a device's agent socket
+    # through presence (relay.delivery), and a revoke must count everywhere at once.
+    CACHES["state"] = {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": GATEWAY.redis_url,
+        "KEY_PREFIX": "gw:cache",
+        "TIMEOUT": None,
+    }
 
 CHANNEL_LAYERS: dict[str, Any] = {
     "default": {
