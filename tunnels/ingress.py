@@ -22,7 +22,7 @@ from gateway_site.clientip import client_ip_from_scope
 from gateway_site.errors import JSON_CONTENT_TYPE, PlainError
 from gateway_site.timefmt import rfc3339
 from tunnels import delivery, services, tokens
-from tunnels.registry import InflightFull, inflight, tunnels
+from tunnels.registry import InflightFull, inflight
 
 logger = logging.getLogger("gateway.tunnels")
 PATH = re.compile(r"^/integrations/([^/]*)/([^/]*)$")
@@ -174,8 +174,8 @@ async def ingress(scope: dict[str, Any], receive: Any, send: Any, route_id: str,
     if declared.isdigit() and int(declared) > route.max_body_bytes:
         await _plain(send, scope, 413)
         return
-    holder = tunnels.holder(route.route_id) if route.active else None
-    if holder is None:
+    target = await delivery.route_target(route.route_id) if route.active else None
+    if target is None:
         await _plain(send, scope, 503)
         return
     body = await asgi_http.read_body_capped(receive, route.max_body_bytes)
@@ -187,7 +187,7 @@ async def ingress(scope: dict[str, Any], receive: Any, send: Any, route_id: str,
         entry = inflight.add(
             request_id,
             route.device_id,
-            holder.connection_id,
+            target,
             route_id=route.route_id,
             owner_uid=route.owner_uid,
             route_limit=config.max_inflight_per_route,
@@ -201,7 +201,7 @@ async def ingress(scope: dict[str, Any], receive: Any, send: Any, route_id: str,
         return
     services.ingress_mark_used_soon(route.route_id)
     frame = request_frame(scope, route, request_id, body)
-    if not await delivery.send_request(route.route_id, holder.connection_id, frame):
+    if not await delivery.send_request(route.route_id, target, frame):
         inflight.pop(request_id)
         await _plain(send, scope, 503)
         return
