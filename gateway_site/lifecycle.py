@@ -11,6 +11,9 @@ restart", so clients reconnect elsewhere or later; SSE streams end), waits until
 `SHUTDOWN_TIMEOUT_SECONDS` passed, keeps answering (not ready) for `SHUTDOWN_DRAIN_SECONDS` more so a load balancer
 notices, then hands the signal to the server, which stops. A second SIGTERM skips the wait.
 
+With several processes (STATE_BACKEND=redis), the first ASGI event also starts this process's inbox
+(gateway_site.nodes), and the drain stops it last, once the connections it served are gone.
+
 Live connections register here with `track()`; each must handle the channel-layer message `{"type":
 "gateway.shutdown"}` sent to its own channel by ending itself (it runs in the connection's own task).
 """
@@ -30,7 +33,7 @@ from typing import Any, Protocol
 
 from django.conf import settings
 
-from gateway_site import transport
+from gateway_site import nodes, transport
 
 logger = logging.getLogger("gateway")
 
@@ -142,6 +145,8 @@ class Lifecycle:
             await asyncio.wait_for(self._gone.wait(), timeout=config.shutdown_timeout_seconds)
         if config.shutdown_drain_seconds:
             await asyncio.sleep(config.shutdown_drain_seconds)
+        with contextlib.suppress(Exception):
+            await nodes.inbox.stop()  # out of every group: other processes stop sending here
         logger.info(
             "shutdown: handing over to the server",
             extra={
@@ -171,6 +176,8 @@ class LifecycleMiddleware:
     async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
         if not lifecycle.signal_handler_installed:
             lifecycle.install_signal_handler(asyncio.get_running_loop())
+            if nodes.shared():
+                nodes.inbox.start()  # this process's inbox, read for as long as the loop runs (gateway_site.nodes)
         if scope["type"] == "lifespan":
             await _lifespan(receive, send)
             return

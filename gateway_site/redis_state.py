@@ -85,6 +85,8 @@ def channel_layer(url: str) -> dict[str, Any]:
             "hosts": [layer_host(url)],
             "prefix": "gw:layer:",
             "capacity": 1000,
+            # A process's inbox carries everything the other processes send it (gateway_site.nodes).
+            "channel_capacity": {"gw.node.*": 10_000},
             "expiry": 60,
             "group_expiry": 10 * 365 * 86400,
         },

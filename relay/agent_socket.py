@@ -13,7 +13,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from gateway_site import asgi_http, safejson
+from gateway_site import asgi_http, nodes, safejson
 from gateway_site.auth import Principal, check_scopes, principal_from_scope, refuse_websocket
 from gateway_site.contained import ContainedWebsocketConsumer
 from gateway_site.errors import ApiError, FrameworkError
@@ -43,6 +43,7 @@ class AgentConsumer(ContainedWebsocketConsumer):
     device_id = ""
     owner_uid = ""
     connection_id = ""
+    address = ""
     registered = False
     online = False  # presence was recorded for this connection
 
@@ -66,6 +67,7 @@ class AgentConsumer(ContainedWebsocketConsumer):
         self.owner_uid = admission.owner_uid
         self.audience = admission.audience or (self.owner_uid,)
         self.connection_id = next_connection_id("agt")
+        self.address = nodes.address(self.connection_id)  # what presence records: unique across processes
         self.last_activity = time.monotonic()
         self.t_seq = 0
         self._send_lock = asyncio.Lock()
@@ -73,9 +75,8 @@ class AgentConsumer(ContainedWebsocketConsumer):
         await self.accept()
         lifecycle.track(self)
         previous = agents.register(self)
-        if previous is not None:
-            await previous.close_replaced()
-        await presence.mark_online(self.device_id, self.connection_id, settings.GATEWAY.node_id)
+        await delivery.agent_replaced(self.device_id, previous)  # before presence names this socket
+        await presence.mark_online(self.device_id, self.address, settings.GATEWAY.node_id)
         self.online = True
         logger.info(
             "agent connected", extra={"fields": {"device_id": self.device_id, "connection": self.connection_id}}
@@ -91,7 +92,7 @@ class AgentConsumer(ContainedWebsocketConsumer):
         ]
         await self._announce("online")
         # Hand this socket every handshake request still waiting (docs/protocol/relay.md §5.2 step 6, R5).
-        await handshake.session_requests_flush(device_id=self.device_id, connection_id=self.connection_id)
+        await handshake.session_requests_flush(device_id=self.device_id, address=self.address)
 
     def _principal(self) -> Principal:
         error = self.scope.get("auth_error")
@@ -203,7 +204,7 @@ class AgentConsumer(ContainedWebsocketConsumer):
         while True:
             await asyncio.sleep(PRESENCE_RENEW_SECONDS)
             try:
-                if not await presence.renew(self.device_id, self.connection_id):
+                if not await presence.renew(self.device_id, self.address):
                     return  # another connection holds the device now, with its presence and its lease
                 limit = services.MAX_AGENT_SOCKETS_PER_OWNER
                 await services.socket_renew("agent", self.owner_uid, self.device_id, limit)
@@ -220,7 +221,7 @@ class AgentConsumer(ContainedWebsocketConsumer):
         agents.unregister(self)
         if not mark_offline:
             return  # replaced: the device's new socket holds its presence and its place among the owner's sockets
-        offline = self.online and await presence.mark_offline(self.device_id, self.connection_id)
+        offline = self.online and await presence.mark_offline(self.device_id, self.address)
         if offline or not self.online:  # still the device's connection (or never recorded as one)
             await services.socket_release("agent", self.owner_uid, self.device_id)
         if offline:

@@ -7,6 +7,7 @@ class RelayConfig(AppConfig):
     name = "relay"
 
     def ready(self) -> None:
-        from relay import signals
+        from relay import delivery, signals
 
         signals.device_deleted.connect(signals.relay_device_deleted, dispatch_uid="relay.device_deleted")
+        delivery.listen()  # messages from the other processes (STATE_BACKEND=redis)

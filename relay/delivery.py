@@ -1,40 +1,123 @@
-"""The delivery seam: frames to agent sockets and notifications to stream subscribers.
+"""The delivery seam: frames to agent sockets, events to session streams, notifications to device-event streams
+(docs/architecture.md, "Delivery across processes").
 
-A receiver in this process is reached directly (relay.registry); the channel layer carries only what must cross
-processes or reach many streams.
+A receiver in this process is reached directly (relay.registry), without a channel-layer hop: that is all the default
+memory mode ever does. With STATE_BACKEND=redis the receiver may live in another process, which the seam finds in
+shared state and reaches through that process's inbox (gateway_site.nodes):
+
+- an agent socket: presence names its address; a write whose outcome the caller needs (docs/protocol/relay.md §5.2,
+  `agent_unavailable`) is a request to the socket's process, counted as failed without an answer within 2 s;
+- session streams: a process with open streams of a session has its inbox in the session's group; a publisher serves
+  its own streams directly and sends one group message for the others (events keep their order per publisher);
+- a replaced socket (`replaced_by_new_connection`) is closed by the process presence names, if it still holds that
+  very socket; a deleted device's socket is closed by whichever process holds it.
+
+A socket is named by its address (gateway_site.nodes.address), unique across processes: presence records it, and so
+does a session for the socket its handshake request went to.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import weakref
 from collections.abc import Iterable
 from typing import Any
 
 from channels.layers import get_channel_layer
 
-from relay.groups import user_group
-from relay.registry import agents, streams
+from gateway_site import nodes
+from gateway_site.nodes import inbox
+from relay.groups import session_group, user_group
+from relay.registry import AgentSocket, StreamSubscriber, agents, streams
+from relay.stores import presence
+
+AGENT_SEND = "relay.agent_send"
+AGENT_REPLACED = "relay.agent_replaced"
+DEVICE_DELETED = "relay.device_deleted"
+SESSION_EVENT = "relay.session_event"
+SESSION_END = "relay.session_end"
+
+
+async def _holder(device_id: str) -> str | None:
+    """The address of the device's agent socket in any process, from presence (agent_socket records the address)."""
+    record = await presence.get(device_id)
+    if record is None or not record.online():
+        return None
+    return record.connection_id
+
+
+# -- agent sockets -----------------------------------------------------------------------------------------------------
 
 
 async def send_to_device(device_id: str, frame: dict[str, Any]) -> bool:
     """Write one frame to the device's agent socket; False when there is none or the write failed."""
     socket = agents.get(device_id)
-    if socket is None:
+    if socket is not None:
+        return await socket.send_frame(frame)
+    if not nodes.shared():
         return False
-    return await socket.send_frame(frame)
+    address = await _holder(device_id)
+    return address is not None and await _send_remote(device_id, address, frame)
 
 
-def agent_connection(device_id: str) -> str | None:
-    """The connection id of the device's agent socket in this process, None when it has none."""
+async def agent_connection(device_id: str) -> str | None:
+    """The address of the device's agent socket (this process's first), None when it has none."""
     socket = agents.get(device_id)
-    return socket.connection_id if socket is not None else None
+    if socket is not None:
+        return nodes.address(socket.connection_id)
+    if not nodes.shared():
+        return None
+    return await _holder(device_id)
 
 
-async def send_to_connection(device_id: str, connection_id: str, frame: dict[str, Any]) -> bool:
-    """Write one frame to the device's agent socket only if it is still connection `connection_id`."""
+async def send_to_connection(device_id: str, address: str, frame: dict[str, Any]) -> bool:
+    """Write one frame to the device's agent socket only if it is still the socket at `address`."""
+    connection_id, node_id = nodes.split(address)
+    if nodes.elsewhere(node_id):
+        return await _send_remote(device_id, address, frame)
     socket = agents.get(device_id)
     if socket is None or socket.connection_id != connection_id:
         return False
     return await socket.send_frame(frame)
+
+
+async def _send_remote(device_id: str, address: str, frame: dict[str, Any]) -> bool:
+    """Ask the process at `address` to write the frame to that socket; False without a yes within the bound."""
+    connection_id, node_id = nodes.split(address)
+    if not nodes.elsewhere(node_id):
+        return False  # presence names a socket of this process that is gone
+    message = {"type": AGENT_SEND, "device_id": device_id, "connection_id": connection_id, "frame": frame}
+    return await inbox.request(node_id, message) is True
+
+
+async def agent_replaced(device_id: str, previous: AgentSocket | None) -> None:
+    """A new socket has just taken the device over (call it before presence names the new socket): the socket it
+    replaces closes with `replaced_by_new_connection`, whether `previous` (this process's) or the one presence names
+    in another process."""
+    if previous is not None:
+        await previous.close_replaced()
+        return
+    if not nodes.shared():
+        return
+    address = await _holder(device_id)
+    if address is None:
+        return
+    connection_id, node_id = nodes.split(address)
+    if nodes.elsewhere(node_id):
+        await inbox.send(node_id, {"type": AGENT_REPLACED, "device_id": device_id, "connection_id": connection_id})
+
+
+async def close_device(device_id: str) -> None:
+    """The device was deleted: close its agent socket, in whichever process holds it."""
+    socket = agents.get(device_id)
+    if socket is not None:
+        await socket.close_deleted()
+    if nodes.shared():
+        await inbox.broadcast({"type": DEVICE_DELETED, "device_id": device_id})
+
+
+# -- device-event streams (channel-layer groups per user: they reach every process already) --------------------------
 
 
 async def notify_users(uids: Iterable[str], *, device_id: str, reason: str) -> None:
@@ -63,21 +146,105 @@ async def access_ended(*, uids: Iterable[str], device_id: str, reason: str) -> N
         )
 
 
-async def close_device(device_id: str) -> None:
-    """Close the device's agent socket in this process (its device was deleted)."""
-    socket = agents.get(device_id)
+# -- session streams -----------------------------------------------------------------------------------------------
+
+
+_membership_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+async def subscribe(session_id: str, subscriber: StreamSubscriber) -> None:
+    """Open `subscriber` to the session's events, from this process and (Redis mode) from every other one."""
+    streams.add(session_id, subscriber)
+    if nodes.shared():
+        await _follow(session_id)
+
+
+async def unsubscribe(session_id: str, subscriber: StreamSubscriber) -> None:
+    streams.remove(session_id, subscriber)
+    if nodes.shared():
+        with contextlib.suppress(Exception):  # a stale membership only costs a skipped message
+            await _follow(session_id)
+
+
+async def _follow(session_id: str) -> None:
+    """Keep this process in the session's group exactly while it has streams of the session (one change at a time,
+    so a join and a leave racing each other settle on what the registry holds)."""
+    lock = _membership_locks.setdefault(asyncio.get_running_loop(), asyncio.Lock())
+    group = session_group(session_id)
+    async with lock:
+        wanted = streams.has(session_id)
+        if wanted and not inbox.in_group(group):
+            await inbox.join(group)
+        elif not wanted and inbox.in_group(group):
+            await inbox.leave(group)
+
+
+async def publish_session_event(session_id: str, event_id: int, name: str, data: str) -> None:
+    """Hand one stored event to every open stream of the session (those here without waiting on any)."""
+    for subscriber in streams.of(session_id):
+        subscriber.offer(event_id, name, data)
+    if nodes.shared():
+        message = {"type": SESSION_EVENT, "session_id": session_id, "event_id": event_id, "name": name, "data": data}
+        await inbox.group_send(session_group(session_id), message)
+
+
+async def end_session_streams(session_id: str, reason: str | None, *, uid: str | None = None) -> None:
+    """End the session's streams (only `uid`'s when given); with a reason they first get `session.ended` (R4)."""
+    _end_local(session_id, reason, uid)
+    if nodes.shared():
+        message = {"type": SESSION_END, "session_id": session_id, "reason": reason, "uid": uid}
+        await inbox.group_send(session_group(session_id), message)
+
+
+def _end_local(session_id: str, reason: str | None, uid: str | None) -> None:
+    for subscriber in streams.of(session_id):
+        if uid is None or subscriber.uid == uid:
+            subscriber.end(reason)
+
+
+# -- what other processes ask of this one (Redis mode) ---------------------------------------------------------------
+
+
+async def _on_agent_send(message: dict[str, Any]) -> bool:
+    socket = agents.get(str(message.get("device_id")))
+    frame = message.get("frame")
+    if socket is None or socket.connection_id != message.get("connection_id") or not isinstance(frame, dict):
+        return False
+    return await socket.send_frame(frame)
+
+
+async def _on_agent_replaced(message: dict[str, Any]) -> None:
+    socket = agents.get(str(message.get("device_id")))
+    if socket is not None and socket.connection_id == message.get("connection_id"):
+        await socket.close_replaced()
+
+
+async def _on_device_deleted(message: dict[str, Any]) -> None:
+    socket = agents.get(str(message.get("device_id")))
     if socket is not None:
         await socket.close_deleted()
 
 
-def publish_session_event(session_id: str, event_id: int, name: str, data: str) -> None:
-    """Hand one stored event to every open stream of the session in this process (never blocks)."""
-    for subscriber in streams.of(session_id):
-        subscriber.offer(event_id, name, data)
+async def _on_session_event(message: dict[str, Any]) -> None:
+    event_id, name, data = message.get("event_id"), message.get("name"), message.get("data")
+    if isinstance(event_id, int) and isinstance(name, str) and isinstance(data, str):
+        for subscriber in streams.of(str(message.get("session_id"))):
+            subscriber.offer(event_id, name, data)
 
 
-def end_session_streams(session_id: str, reason: str | None, *, uid: str | None = None) -> None:
-    """End the session's streams (only `uid`'s when given); with a reason they first get `session.ended` (R4)."""
-    for subscriber in streams.of(session_id):
-        if uid is None or subscriber.uid == uid:
-            subscriber.end(reason)
+async def _on_session_end(message: dict[str, Any]) -> None:
+    reason, uid = message.get("reason"), message.get("uid")
+    _end_local(
+        str(message.get("session_id")),
+        reason if isinstance(reason, str) else None,
+        uid if isinstance(uid, str) else None,
+    )
+
+
+def listen() -> None:
+    """Serve the relay's messages from other processes (called once, when the app loads)."""
+    inbox.handle(AGENT_SEND, _on_agent_send)
+    inbox.handle(AGENT_REPLACED, _on_agent_replaced)
+    inbox.handle(DEVICE_DELETED, _on_device_deleted)
+    inbox.handle(SESSION_EVENT, _on_session_event, ordered=True)
+    inbox.handle(SESSION_END, _on_session_end, ordered=True)

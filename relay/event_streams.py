@@ -17,9 +17,8 @@ from gateway_site.auth import Principal, principal_from_scope
 from gateway_site.errors import Forbidden
 from gateway_site.sse import SseConsumer, comment_bytes, event_bytes
 from gateway_site.timefmt import rfc3339
-from relay import access, services, sessions
+from relay import access, delivery, services, sessions
 from relay.groups import user_group
-from relay.registry import streams
 from relay.session_events import sessions_sweep_due
 from relay.session_requests import session_id_param
 from relay.session_store import sessions as store
@@ -114,7 +113,7 @@ class SessionEventsConsumer(SseConsumer):
         self.device_id = session["device_id"]
         self.queue: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue(self.QUEUE_SIZE)
         self.last_sent = 0
-        streams.add(session_id, self)
+        await delivery.subscribe(session_id, self)
         await self.join_group(user_group(principal.uid))
         await self.start_stream(principal.uid)
         await self.write(comment_bytes("connected"))
@@ -218,7 +217,7 @@ class SessionEventsConsumer(SseConsumer):
 
     async def disconnect(self) -> None:
         if getattr(self, "session_id", None):
-            streams.remove(self.session_id, self)
+            await delivery.unsubscribe(self.session_id, self)
         await super().disconnect()
 
 

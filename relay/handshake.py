@@ -132,61 +132,59 @@ async def session_request_send(session: Session) -> tuple[Session, str]:
     """Write the handshake request to the device's socket; returns the updated session and the failure reason
     (`agent_not_connected`, `agent_unavailable`, `session_not_found`, or '' when it was sent or already had it)."""
     session_id = session["session_id"]
-    connection_id = delivery.agent_connection(session["device_id"])
-    if connection_id is None:
+    address = await delivery.agent_connection(session["device_id"])
+    if address is None:
         updated = await _record_request_failed(session_id, "agent_not_connected")
         return updated or session, "agent_not_connected"
-    if not await _claim_request_send(session_id, connection_id):
+    if not await _claim_request_send(session_id, address):
         return await load(session_id), ""  # this socket already has the request
-    if not await delivery.send_to_connection(
-        session["device_id"], connection_id, session_frames.handshake_request(session)
-    ):
+    if not await delivery.send_to_connection(session["device_id"], address, session_frames.handshake_request(session)):
         updated = await _record_request_failed(session_id, "agent_unavailable")
         return updated or session, "agent_unavailable"
-    updated = await _record_request_sent(session_id, connection_id)
+    updated = await _record_request_sent(session_id, address)
     if updated is None:
         return session, "session_not_found"
     return updated, ""
 
 
-async def session_requests_flush(*, device_id: str, connection_id: str) -> None:
+async def session_requests_flush(*, device_id: str, address: str) -> None:
     """A new agent socket: hand it every request still waiting (§5.2 step 6), each at most once; stop at the first
     write that fails."""
     for session in await sessions.for_device(device_id):
         if session["status"] not in (PENDING_ACK, PENDING_CONNECTION):
             continue
         session_id = session["session_id"]
-        if not await _claim_request_send(session_id, connection_id):
+        if not await _claim_request_send(session_id, address):
             continue
-        if await delivery.send_to_connection(device_id, connection_id, session_frames.handshake_request(session)):
-            await _record_request_sent(session_id, connection_id)
+        if await delivery.send_to_connection(device_id, address, session_frames.handshake_request(session)):
+            await _record_request_sent(session_id, address)
         else:
             await _record_request_failed(session_id, "agent_unavailable")
             return
 
 
-async def _claim_request_send(session_id: str, connection_id: str) -> bool:
-    """Atomically reserve the right to send the handshake request to socket `connection_id`: False when that socket
-    already had it (decisions.md R5: never twice to the same socket, even when a connect-time flush and a client-init
-    race)."""
+async def _claim_request_send(session_id: str, address: str) -> bool:
+    """Atomically reserve the right to send the handshake request to the socket at `address` (unique across
+    processes, relay.delivery): False when that socket already had it (decisions.md R5: never twice to the same
+    socket, even when a connect-time flush and a client-init race)."""
 
     def claim(session: Session) -> bool:
-        if session["sent_to_connection"] == connection_id:
+        if session["sent_to_connection"] == address:
             return False
-        session["sent_to_connection"] = connection_id
+        session["sent_to_connection"] = address
         return True
 
     return bool((await sessions.update(session_id, claim))[1])
 
 
-async def _record_request_sent(session_id: str, connection_id: str) -> Session | None:
+async def _record_request_sent(session_id: str, address: str) -> Session | None:
     def mark(session: Session) -> None:
         # From agent_error too (upstream keeps agent_error with the error cleared, docs/protocol/relay.md §2 [Q]): a
         # request that reached the agent is pending its ack.
         if session["status"] in (PENDING_CONNECTION, AGENT_ERROR):
             session["status"] = PENDING_ACK
         session["last_error"] = ""
-        session["sent_to_connection"] = connection_id
+        session["sent_to_connection"] = address
         session["updated_at"] = unix_now()
 
     return (await sessions.update(session_id, mark))[0]
@@ -203,13 +201,13 @@ async def _record_request_failed(session_id: str, reason: str) -> Session | None
     return (await sessions.update(session_id, mark))[0]
 
 
-def _resend_due(session: Session, connection_id: str | None) -> bool:
+def _resend_due(session: Session, address: str | None) -> bool:
     """GET handshake re-sends a pending request after 5 s, but only to a socket that has not had it (R5)."""
     if session["status"] not in (PENDING_ACK, PENDING_CONNECTION):
         return False
     if unix_now() - session["updated_at"] < RESEND_AFTER_SECONDS:
         return False
-    return connection_id is None or connection_id != session["sent_to_connection"]
+    return address is None or address != session["sent_to_connection"]
 
 
 # -- reading it back (§4.2) ----------------------------------------------------------------------------------------
@@ -221,7 +219,7 @@ async def session_handshake_read(*, principal: Principal, session_id: str, hands
     await ensure_member(session, principal)
     if handshake_id != session["handshake_id"]:
         raise NotFound("handshake not found")
-    if _resend_due(session, delivery.agent_connection(session["device_id"])):
+    if _resend_due(session, await delivery.agent_connection(session["device_id"])):
         session, _ = await session_request_send(session)
     return session
 

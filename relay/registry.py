@@ -79,6 +79,9 @@ class SessionSubscribers:
     def of(self, session_id: str) -> list[StreamSubscriber]:
         return list(self._by_session.get(session_id, ()))
 
+    def has(self, session_id: str) -> bool:
+        return session_id in self._by_session
+
     def count(self) -> int:
         return sum(len(s) for s in self._by_session.values())
 

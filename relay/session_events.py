@@ -12,17 +12,17 @@ from relay.session_store import sessions as store
 async def session_event_publish(session_id: str, name: str, data: str) -> int:
     """Append one event to the session's backlog, then hand it to its open streams; returns the event id."""
     event_id = await store.append_event(session_id, name, data, max_bytes=settings.GATEWAY.session_backlog_bytes)
-    delivery.publish_session_event(session_id, event_id, name, data)
+    await delivery.publish_session_event(session_id, event_id, name, data)
     return event_id
 
 
 async def sessions_sweep_due() -> None:
     """Run the idle sweep if it is due (at most every 5 minutes); streams of swept sessions end with `expired`."""
     for swept in await sessions.sweep_if_due():
-        delivery.end_session_streams(swept["session_id"], "expired")
+        await delivery.end_session_streams(swept["session_id"], "expired")
 
 
 async def sessions_device_deleted(device_id: str) -> None:
     """The device is gone: its sessions go too, and their streams end with `device_deleted` (decisions.md D1)."""
     for session_id in await sessions.sessions_of_device_delete(device_id):
-        delivery.end_session_streams(session_id, "device_deleted")
+        await delivery.end_session_streams(session_id, "device_deleted")

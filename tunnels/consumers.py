@@ -21,8 +21,8 @@ from gateway_site.ids import next_connection_id
 from gateway_site.lifecycle import CLOSE_SERVICE_RESTART, lifecycle
 from gateway_site.timefmt import rfc3339
 from relay import services as relay_services
-from tunnels import services
-from tunnels.registry import inflight, tunnels
+from tunnels import delivery, services
+from tunnels.registry import tunnels
 
 logger = logging.getLogger("gateway.tunnels")
 
@@ -130,7 +130,7 @@ class TunnelConsumer(ContainedWebsocketConsumer):
             if rejection is not None:
                 results.append(rejection)
                 continue
-            previous = tunnels.bind(route_id, self)
+            previous = await delivery.bind(route_id, self)
             await database_sync_to_async(services.set_status)(route_id, "active")
             if previous is not None:
                 await previous.send_frame(_deactivated(route_id, "superseded"))
@@ -145,7 +145,7 @@ class TunnelConsumer(ContainedWebsocketConsumer):
         request_id = frame.get("request_id") if isinstance(frame.get("request_id"), str) else ""
         results = []
         for route_id in _route_ids(frame):
-            if tunnels.unbind(route_id, self) is None:
+            if not await delivery.unbind(route_id, self):
                 error = {"code": "route_not_found", "message": "Route not active on this tunnel"}
                 results.append({"route_id": route_id, "status": "rejected", "error": error})
                 continue
@@ -161,10 +161,10 @@ class TunnelConsumer(ContainedWebsocketConsumer):
         request_id = frame.get("request_id")
         if not isinstance(request_id, str) or not request_id:
             return
-        entry = inflight.get(request_id)
-        if entry is None:
+        device_id = delivery.waiting_device(request_id)
+        if device_id is None:
             return  # unknown or already answered (a late answer after a 504)
-        if entry.device_id != self.device_id:
+        if device_id != self.device_id:
             await self.send_frame(
                 {
                     "type": "tunnel.error",
@@ -174,9 +174,7 @@ class TunnelConsumer(ContainedWebsocketConsumer):
                 }
             )
             return
-        inflight.pop(request_id)
-        if not entry.future.done():
-            entry.future.set_result(frame)
+        await delivery.answer(request_id, frame)
 
     async def send_frame(self, frame: dict[str, Any]) -> bool:
         try:
@@ -189,7 +187,7 @@ class TunnelConsumer(ContainedWebsocketConsumer):
 
     async def route_deactivated(self, route_id: str, reason: str) -> None:
         """The route was updated or deleted through the API: forget it and tell the tunnel client."""
-        if tunnels.unbind(route_id, self) is not None:
+        if await delivery.unbind(route_id, self):
             await self.send_frame(_deactivated(route_id, reason))
 
     async def _renew_lease(self) -> None:
@@ -219,7 +217,7 @@ class TunnelConsumer(ContainedWebsocketConsumer):
             self._renewal.cancel()
         held = list(self.routes)
         tunnels.unregister(self)
-        inflight.fail_connection(self.connection_id)
+        await delivery.tunnel_gone(self, held)
         with contextlib.suppress(Exception):
             await database_sync_to_async(services.routes_provisioned)(held)
         if not replaced:  # a replacing socket keeps the device's place among the owner's tunnels

@@ -21,7 +21,7 @@ from gateway_site.clientip import client_ip_from_scope
 from gateway_site.errors import JSON_CONTENT_TYPE, PlainError
 from gateway_site.timefmt import rfc3339
 from tunnels import delivery, services, tokens
-from tunnels.registry import InflightFull, inflight, tunnels
+from tunnels.registry import InflightFull, inflight
 
 logger = logging.getLogger("gateway.tunnels")
 PATH = re.compile(r"^/integrations/([^/]*)/([^/]*)$")
@@ -182,8 +182,8 @@ async def _ingress(scope: dict[str, Any], receive: Any, send: Any, route_id: str
     if declared.isdigit() and int(declared) > route.max_body_bytes:
         await _plain(send, scope, 413)
         return
-    holder = tunnels.holder(route.route_id) if route.active else None
-    if holder is None:
+    target = await delivery.route_target(route.route_id) if route.active else None
+    if target is None:
         await _plain(send, scope, 503)
         return
     body = await asgi_http.read_body_capped(receive, route.max_body_bytes)
@@ -196,25 +196,26 @@ async def _ingress(scope: dict[str, Any], receive: Any, send: Any, route_id: str
         await _inflight_full(send, scope, full)
         return
     try:
-        await _exchange(send, scope, route, holder.connection_id, request_id, body)
+        await _exchange(send, scope, route, target, request_id, body)
     finally:
         await services.inflight_release(route, request_id)
 
 
 async def _exchange(
-    send: Any, scope: dict[str, Any], route: services.IngressRoute, connection_id: str, request_id: str, body: bytes
+    send: Any, scope: dict[str, Any], route: services.IngressRoute, target: str, request_id: str, body: bytes
 ) -> None:
-    """Hand the webhook to the tunnel on `connection_id`, wait for its answer until the route's deadline and relay it
-    (the route's and owner's shares are already claimed; this process's own safety net is checked here)."""
+    """Hand the webhook to the tunnel at `target` (tunnels.delivery.route_target), wait for its answer until the
+    route's deadline and relay it (the route's and owner's shares are already claimed; this process's own safety net
+    is checked here)."""
     try:
-        entry = inflight.add(request_id, route.device_id, connection_id, route_id=route.route_id)
+        entry = inflight.add(request_id, route.device_id, target, route_id=route.route_id)
     except InflightFull:
         await _plain(send, scope, 503)
         return
     try:
         await services.ingress_mark_used_soon(route.route_id)
         frame = request_frame(scope, route, request_id, body)
-        sent = await delivery.send_request(route.route_id, connection_id, frame)
+        sent = await delivery.send_request(route.route_id, target, frame)
     except BaseException:
         inflight.pop(request_id)  # the slot goes back whatever failed (a Redis outage included)
         raise

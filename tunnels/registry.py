@@ -1,7 +1,8 @@
 """Live tunnel sockets of this process and the webhook requests waiting for their answers.
 
-Both exist only to deliver: a webhook request is written to the socket that holds its route and awaited on a future
-that the socket's `tunnel.response` resolves.
+All of it exists only to deliver: a webhook request is written to the socket that holds its route and awaited on a
+future that the socket's `tunnel.response` resolves. With several processes, a request can come from ingress in
+another process: this process then remembers which process waits for it (`forwarded`), to hand the answer back.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 MAX_INFLIGHT = 10_000  # process-wide safety net; the fair shares are per route and per owner (decisions.md H3)
+FORWARD_TTL_SECONDS = 15.0  # above the longest route deadline (10 s, docs/protocol/tunnels.md §2)
 
 
 class TunnelSocket(Protocol):
@@ -166,5 +168,58 @@ def _decrement(counts: dict[str, int], key: str) -> None:
         counts.pop(key, None)
 
 
+@dataclass(frozen=True)
+class Forwarded:
+    """A webhook request written to a socket here for ingress in process `origin`."""
+
+    origin: str
+    device_id: str
+    connection_id: str
+    expires: float
+
+
+class ForwardedRequests:
+    """Requests of other processes' ingress waiting on this process's tunnel sockets. An entry goes when the answer
+    is handed back, when its socket goes, or FORWARD_TTL_SECONDS after it came, past any route's deadline (the sender
+    has answered 504 by then)."""
+
+    def __init__(self) -> None:
+        self._by_id: dict[str, Forwarded] = {}
+
+    def add(self, request_id: str, origin: str, device_id: str, connection_id: str) -> bool:
+        """Remember the request; False when MAX_INFLIGHT requests are already waiting here."""
+        now = time.monotonic()
+        while self._by_id:  # oldest first: every entry lives equally long, so the expired ones lead
+            oldest = next(iter(self._by_id))
+            if self._by_id[oldest].expires >= now:
+                break
+            del self._by_id[oldest]
+        if len(self._by_id) >= MAX_INFLIGHT:
+            return False
+        self._by_id[request_id] = Forwarded(origin, device_id, connection_id, now + FORWARD_TTL_SECONDS)
+        return True
+
+    def get(self, request_id: str) -> Forwarded | None:
+        entry = self._by_id.get(request_id)
+        return entry if entry is not None and entry.expires >= time.monotonic() else None
+
+    def pop(self, request_id: str) -> Forwarded | None:
+        entry = self._by_id.pop(request_id, None)
+        return entry if entry is not None and entry.expires >= time.monotonic() else None
+
+    def take_connection(self, connection_id: str) -> dict[str, list[str]]:
+        """Forget the requests sent down socket `connection_id`; returns their ids by origin process."""
+        taken: dict[str, list[str]] = {}
+        for request_id, entry in list(self._by_id.items()):
+            if entry.connection_id == connection_id:
+                del self._by_id[request_id]
+                taken.setdefault(entry.origin, []).append(request_id)
+        return taken
+
+    def count(self) -> int:
+        return len(self._by_id)
+
+
 tunnels = TunnelRegistry()
 inflight = InflightRequests()
+forwarded = ForwardedRequests()
