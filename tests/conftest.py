@@ -36,14 +36,13 @@ def _clean_state():
     yield
 
 
-@pytest.fixture(scope="session")
-def redis_url():
-    """A real Redis server shared by the whole run (tests/redis_server.py); tests keep to key prefixes of their own."""
+def _real_service(start):
+    """Enter `start()` (a context manager yielding a URL) for the whole run; a missing server program skips the tests
+    that need it, or fails them in CI (tests.helpers.real_services_required)."""
     from tests.helpers import real_services_required
-    from tests.redis_server import redis_server
 
     try:
-        server = redis_server()
+        server = start()
         url = server.__enter__()
     except FileNotFoundError as missing:
         if real_services_required():
@@ -51,23 +50,22 @@ def redis_url():
         pytest.skip(str(missing))
     yield url
     server.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """A real Redis server shared by the whole run (tests/redis_server.py); tests keep to key prefixes of their own."""
+    from tests.redis_server import redis_server
+
+    yield from _real_service(redis_server)
 
 
 @pytest.fixture(scope="session")
 def postgres_url():
     """A real PostgreSQL server for the whole run (tests/postgres_server.py)."""
-    from tests.helpers import real_services_required
     from tests.postgres_server import postgres_server
 
-    try:
-        server = postgres_server()
-        url = server.__enter__()
-    except FileNotFoundError as missing:
-        if real_services_required():
-            pytest.fail(str(missing))
-        pytest.skip(str(missing))
-    yield url
-    server.__exit__(None, None, None)
+    yield from _real_service(postgres_server)
 
 
 @pytest.fixture

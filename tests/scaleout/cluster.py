@@ -146,3 +146,17 @@ def gateway_cluster(redis_url: str, postgres_url: str, *, size: int = 2, **env_o
         cluster = Cluster(nodes, node_ids, port, env)
         wait_for(lambda: all(b" 200 " in http_get_raw(n.port, "/readyz") for n in nodes), timeout=30)
         yield cluster
+
+
+def require_nginx() -> None:
+    """Skip the test without nginx, or fail it in CI (tests.helpers.real_services_required)."""
+    import pytest
+
+    from tests.helpers import real_services_required
+
+    try:
+        nginx_binary()
+    except FileNotFoundError as missing:
+        if real_services_required():
+            pytest.fail(str(missing))
+        pytest.skip(str(missing))

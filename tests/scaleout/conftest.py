@@ -4,17 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers import real_services_required
-from tests.scaleout.cluster import gateway_cluster, nginx_binary
+from tests.scaleout.cluster import gateway_cluster, require_nginx
 
 
 @pytest.fixture(scope="module")
 def cluster(redis_url, postgres_url):
-    try:
-        nginx_binary()
-    except FileNotFoundError as missing:
-        if real_services_required():
-            pytest.fail(str(missing))
-        pytest.skip(str(missing))
+    require_nginx()
     with gateway_cluster(redis_url, postgres_url) as running:
         yield running

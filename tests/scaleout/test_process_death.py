@@ -11,20 +11,15 @@ import httpx
 import pytest
 
 from tests.e2ee import ClientSide, open_frame
-from tests.helpers import real_services_required, wait_for
+from tests.helpers import wait_for
 from tests.live_session import Events, handshake, sign_in
-from tests.scaleout.cluster import gateway_cluster, nginx_binary
+from tests.scaleout.cluster import gateway_cluster, require_nginx
 from tests.scaleout.test_cross_process import Agent, connect_agent, device_id, register
 
 
 @pytest.fixture
 def own_cluster(redis_url, postgres_url):
-    try:
-        nginx_binary()
-    except FileNotFoundError as missing:
-        if real_services_required():
-            pytest.fail(str(missing))
-        pytest.skip(str(missing))
+    require_nginx()
     with gateway_cluster(redis_url, postgres_url) as running:
         yield running
 
