@@ -44,12 +44,8 @@ class ContainedWebsocketConsumer(AsyncWebsocketConsumer):
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """The channel-layer receive runs beside the handlers; in Redis mode it fails when Redis goes down, and the
         socket then ends as a failed handler would, instead of the exception reaching the server."""
-        try:
-            await super().__call__(scope, receive, send)
-        except Exception as exc:
-            unavailable = outage.unavailable(exc)
-            if unavailable is None:
-                raise
+        unavailable = await outage.unless_unavailable(super().__call__(scope, receive, send))
+        if unavailable is not None:
             await self._give_up(unavailable, CLOSE_TRY_AGAIN_LATER)
 
     async def dispatch(self, message: dict[str, Any]) -> None:

@@ -19,6 +19,7 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Awaitable
 
 from django.conf import settings
 
@@ -43,6 +44,19 @@ def unavailable(exc: BaseException) -> StateUnavailable | None:
         return None
     outage.started(exc)
     return StateUnavailable()
+
+
+async def unless_unavailable(call: Awaitable[None]) -> StateUnavailable | None:
+    """Run `call`; a Redis outage it raises becomes the answer to give (noted as the outage), anything else
+    propagates."""
+    try:
+        await call
+    except Exception as exc:
+        found = unavailable(exc)
+        if found is None:
+            raise
+        return found
+    return None
 
 
 class Outage:

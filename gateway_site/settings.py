@@ -88,16 +88,8 @@ AUTH_USER_MODEL = "oauthapp.User"
 # Migrations are applied at start-up only for the in-memory database (nothing else would ever create its tables).
 GATEWAY_AUTO_MIGRATE = GATEWAY.database_in_memory
 
-# Ephemeral state lives in the `state` cache: no expiry or culling of its own, every record sets its own TTL.
-CACHES = {
-    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "default"},
-    "state": {
-        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-        "LOCATION": "state",
-        "TIMEOUT": None,
-        "OPTIONS": {"MAX_ENTRIES": 10_000_000},
-    },
-}
+# Django's own cache only: the gateway's ephemeral state lives in its stores (GATEWAY_*_STORE below, docs/scaling.md).
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "default"}}
 
 CHANNEL_LAYERS: dict[str, Any] = {
     "default": {

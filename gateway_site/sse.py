@@ -100,12 +100,8 @@ class SseConsumer(AsyncHttpConsumer):
         """In Redis mode the channel-layer receive that runs beside the handlers fails too when Redis goes down: the
         stream then ends as in `dispatch` (503 `state_unavailable` before the headers, the end of the body after
         them), instead of the exception reaching the server (a 500, or a cut connection holding on to everything)."""
-        try:
-            await super().__call__(scope, receive, send)
-        except Exception as exc:
-            unavailable = outage.unavailable(exc)
-            if unavailable is None:
-                raise
+        unavailable = await outage.unless_unavailable(super().__call__(scope, receive, send))
+        if unavailable is not None:
             await self._close_response(unavailable)
             with contextlib.suppress(Exception):
                 await self.disconnect()

@@ -39,15 +39,13 @@ def _clean_state():
 def _real_service(start):
     """Enter `start()` (a context manager yielding a URL) for the whole run; a missing server program skips the tests
     that need it, or fails them in CI (tests.helpers.real_services_required)."""
-    from tests.helpers import real_services_required
+    from tests.helpers import service_missing
 
     try:
         server = start()
         url = server.__enter__()
     except FileNotFoundError as missing:
-        if real_services_required():
-            pytest.fail(str(missing))
-        pytest.skip(str(missing))
+        service_missing(missing)
     yield url
     server.__exit__(None, None, None)
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, Any, NoReturn, TypeVar
 
 from gateway_site.config import VARIABLES
 
@@ -45,6 +45,15 @@ def real_services_required() -> bool:
     """In CI (`CI` set, as `.ci/run` does) a missing Redis or PostgreSQL fails the tests that need it; elsewhere
     they are skipped."""
     return bool(os.environ.get("CI"))
+
+
+def service_missing(missing: FileNotFoundError) -> NoReturn:
+    """A server program a test needs is not installed: fail in CI, skip elsewhere."""
+    import pytest
+
+    if real_services_required():
+        pytest.fail(str(missing))
+    pytest.skip(str(missing))
 
 
 def free_port() -> int:

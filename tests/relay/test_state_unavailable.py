@@ -21,7 +21,7 @@ from relay.registry import agents, streams
 from relay.session_store import session_store
 from relay.stores import presence
 from tests.e2ee import ClientSide
-from tests.helpers import real_services_required
+from tests.helpers import service_missing
 from tests.redis_server import RedisServer
 from tests.relay.session_fixtures import DEVICE, OWNER, handshake, make_device, open_agent
 from tests.relay_helpers import AgentSocket, Stream, bearer, http_client
@@ -37,9 +37,7 @@ def redis(settings, configure):
     try:
         server = RedisServer()
     except FileNotFoundError as missing:
-        if real_services_required():
-            pytest.fail(str(missing))
-        pytest.skip(str(missing))
+        service_missing(missing)
     server.start()
     configure(state_backend="redis", redis_url=server.url)
     settings.GATEWAY_SESSION_STORE = "relay.redis_session_store.RedisSessionStore"

@@ -20,7 +20,17 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.helpers import ROOT, LiveServer, clean_env, free_port, http_get_raw, procfile_server, run_manage, wait_for
+from tests.helpers import (
+    ROOT,
+    LiveServer,
+    clean_env,
+    free_port,
+    http_get_raw,
+    procfile_server,
+    run_manage,
+    service_missing,
+    wait_for,
+)
 
 TEMPLATE = ROOT / "deploy" / "nginx-gateway.conf.template"
 _databases = itertools.count(1)
@@ -149,14 +159,8 @@ def gateway_cluster(redis_url: str, postgres_url: str, *, size: int = 2, **env_o
 
 
 def require_nginx() -> None:
-    """Skip the test without nginx, or fail it in CI (tests.helpers.real_services_required)."""
-    import pytest
-
-    from tests.helpers import real_services_required
-
+    """Skip the test without nginx, or fail it in CI (tests.helpers.service_missing)."""
     try:
         nginx_binary()
     except FileNotFoundError as missing:
-        if real_services_required():
-            pytest.fail(str(missing))
-        pytest.skip(str(missing))
+        service_missing(missing)

@@ -23,7 +23,7 @@ import websockets
 
 from gateway_site import redis_state
 from tests.e2ee import AgentSide, ClientSide, open_frame
-from tests.helpers import LiveServer, clean_env, daphne_server, real_services_required, run_manage
+from tests.helpers import LiveServer, clean_env, daphne_server, run_manage, service_missing
 from tests.oauth_helpers import live_sign_in
 from tests.redis_server import RedisServer
 
@@ -46,9 +46,7 @@ def redis():
     try:
         server = RedisServer()
     except FileNotFoundError as missing:
-        if real_services_required():
-            pytest.fail(str(missing))
-        pytest.skip(str(missing))
+        service_missing(missing)
     try:
         server.start()
         yield server

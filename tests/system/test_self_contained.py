@@ -15,7 +15,9 @@ def tracked_files() -> list[str]:
 
 
 def test_nothing_reads_outside_the_repository():
-    outside = re.compile(r"\.\./shared|shared/spec|GATEWAY_SPEC_DIR|parent\s*/\s*\"shared\"")
+    # Assembled from pieces, so that this file does not match its own pattern.
+    folder = "sha" + "red"
+    outside = re.compile(rf"\.\./{folder}|{folder}/spec|GATEWAY_SPEC_DIR|parent\s*/\s*\"{folder}\"")
     offenders = [name for name in tracked_files() if outside.search((ROOT / name).read_text(errors="replace"))]
     assert offenders == []
 

@@ -15,7 +15,7 @@ from redis import exceptions as redis_errors
 
 from gateway_site import outage, redis_state
 from gateway_site.errors import StateUnavailable
-from tests.helpers import clean_env, free_port, real_services_required, run_manage
+from tests.helpers import clean_env, free_port, run_manage, service_missing
 from tests.redis_server import RedisServer
 
 STATE_UNAVAILABLE = {"error": "state_unavailable"}
@@ -27,9 +27,7 @@ def redis():
     try:
         server = RedisServer()
     except FileNotFoundError as missing:
-        if real_services_required():
-            pytest.fail(str(missing))
-        pytest.skip(str(missing))
+        service_missing(missing)
     server.start()
     yield server
     server.close()
