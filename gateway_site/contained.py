@@ -50,21 +50,31 @@ class ContainedWebsocketConsumer(AsyncWebsocketConsumer):
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         try:
-            await super().dispatch(message)
+            if message["type"] == "websocket.receive":
+                # Channels would first run close_old_connections in a worker thread, a thread hop per frame. A frame
+                # reaches the database only through database_sync_to_async, which does that itself.
+                await self.websocket_receive(message)
+            else:
+                await super().dispatch(message)
         except (StopConsumer, AcceptConnection, DenyConnection):
             raise
         except Exception as exc:
-            unavailable = outage.unavailable(exc)
-            if unavailable is not None:
-                await self._give_up(unavailable, CLOSE_TRY_AGAIN_LATER)
-            else:
-                logger.exception(
-                    "socket handler failed",
-                    extra={"fields": {"path": self.scope.get("path", ""), "message": message.get("type", "")}},
-                )
-                await self._give_up(ApiError("internal_error", status=500), CLOSE_INTERNAL_ERROR)
+            await self.handler_failed(exc, str(message.get("type", "")))
             if message.get("type") == "websocket.disconnect":
                 raise StopConsumer() from None  # the client is gone: nothing is left to wait for
+
+    async def handler_failed(self, exc: Exception, what: str) -> None:
+        """A handler (or work the socket runs beside its handlers) raised `exc`: end the socket as documented."""
+        unavailable = outage.unavailable(exc)
+        if unavailable is not None:
+            await self._give_up(unavailable, CLOSE_TRY_AGAIN_LATER)
+            return
+        logger.exception(
+            "socket handler failed",
+            exc_info=exc,
+            extra={"fields": {"path": self.scope.get("path", ""), "message": what}},
+        )
+        await self._give_up(ApiError("internal_error", status=500), CLOSE_INTERNAL_ERROR)
 
     async def _give_up(self, refusal: ApiError, close_code: int) -> None:
         """Release what the socket holds, then close it with `close_code`, or refuse the upgrade with `refusal`."""

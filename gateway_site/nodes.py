@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -40,6 +41,7 @@ NODES_GROUP = "gw.nodes"
 REPLY = "gw.reply"
 REQUEST_TIMEOUT_SECONDS = 2.0
 RETRY_SECONDS = 1.0
+WARN_EVERY_SECONDS = 60.0  # a failing destination is logged once per minute, not once per message
 
 
 def inbox_name(node_id: str) -> str:
@@ -81,6 +83,7 @@ class NodeInbox:
         self._pending: dict[str, asyncio.Future[Any]] = {}
         self._running: set[asyncio.Task[Any]] = set()
         self._groups: set[str] = set()
+        self._warned: dict[str, float] = {}
 
     @property
     def node_id(self) -> str:
@@ -197,11 +200,17 @@ class NodeInbox:
         try:
             await self.layer.send(inbox_name(node_id), {**message, "origin": self.node_id})
         except Exception:
-            logger.warning(
-                "node inbox: send failed",
-                exc_info=True,
-                extra={"fields": {"to": node_id, "type": str(message.get("type"))}},
-            )
+            # A process that died stays named in shared state for a while (its inbox fills up): say so once a minute.
+            now = time.monotonic()
+            if now - self._warned.get(node_id, -WARN_EVERY_SECONDS) >= WARN_EVERY_SECONDS:
+                if len(self._warned) > 1000:
+                    self._warned.clear()
+                self._warned[node_id] = now
+                logger.warning(
+                    "node inbox: send failed",
+                    exc_info=True,
+                    extra={"fields": {"to": node_id, "type": str(message.get("type"))}},
+                )
             return False
         return True
 

@@ -1,7 +1,9 @@
 """Frames from the agent socket that concern a session (docs/protocol/relay.md §5.6 with docs/protocol/decisions.md
 R3, R5): acks, encrypted replies and the rest, checked against the session and turned into stream events.
 
-Per frame only the ephemeral store is read; an ack also reads the device's identity key (database, in a thread).
+Per frame only the ephemeral store is used; an ack also reads the device's identity key (database, in a thread). An
+encrypted frame of a session this process has seen acknowledged takes one atomic store step (`advance_and_append`:
+check the session, advance its seq, append the event), which in Redis mode is one round trip.
 """
 
 from __future__ import annotations
@@ -15,18 +17,24 @@ from django.conf import settings
 
 from gateway_site.errors import ApiError
 from gateway_site.timefmt import rfc3339
-from relay import crypto, envelope, session_frames
+from relay import crypto, delivery, envelope, session_frames
 from relay.frames import alias
 from relay.handshake import AckRejected, accept_ack, device_identity_key, verify_ack
 from relay.session_events import session_event_publish
 from relay.session_requests import ack_proof
-from relay.session_store import Session
+from relay.session_store import APPENDED, REPLAYED, Advance, Advanced, Session
 from relay.sessions import ACKNOWLEDGED, AGENT_ERROR, dumps, sessions, unix_now
 
 logger = logging.getLogger("gateway.relay")
 
 R3_FIELDS = frozenset({"type", "session_id", "message_id", "error", "code", "reason"})
 R3_MAX_BYTES = 1024
+ENCRYPTED_KINDS = frozenset({"session.progress", "session.result", "session.error", "session.message"})
+
+# Conversation ids of acknowledged sessions seen here (a session never changes its own): with it, an encrypted frame
+# needs no read of the record first. Only a hint: `advance_and_append` checks it against the record atomically.
+_conversations: dict[str, str] = {}
+CONVERSATIONS_MAX = 10_000
 
 
 async def session_agent_frame(*, device_id: str, frame: dict[str, Any], kind: str) -> list[dict[str, Any]]:
@@ -39,6 +47,43 @@ async def session_agent_frame(*, device_id: str, frame: dict[str, Any], kind: st
     if outcome.event is not None:
         await session_event_publish(*outcome.event)
     return outcome.replies
+
+
+async def session_agent_frames(*, device_id: str, frames: list[tuple[dict[str, Any], str]]) -> list[dict[str, Any]]:
+    """`session_agent_frame` for several frames of one socket, in their order (relay.frame_lane): a run of encrypted
+    frames of sessions seen acknowledged takes one store call for the run; returns the replies, in order."""
+    replies: list[dict[str, Any]] = []
+    run: list[tuple[dict[str, Any], str, Advance]] = []
+    for frame, kind in frames:
+        prepared = _prepare(device_id, frame, kind)
+        if prepared is not None:
+            run.append((frame, kind, prepared))
+            continue
+        replies += await _relay_run(device_id, run)
+        run = []
+        replies += await session_agent_frame(device_id=device_id, frame=frame, kind=kind)
+    replies += await _relay_run(device_id, run)
+    return replies
+
+
+async def _relay_run(device_id: str, run: list[tuple[dict[str, Any], str, Advance]]) -> list[dict[str, Any]]:
+    if not run:
+        return []
+    replies: list[dict[str, Any]] = []
+    stored: list[tuple[str, int, str, str, frozenset[str]]] = []
+    results = await sessions.advance_and_append([prepared for _, _, prepared in run])
+    for (frame, kind, prepared), result in zip(run, results, strict=True):
+        if result.outcome == APPENDED:
+            stored.append((prepared.session_id, result.event_id, prepared.name, prepared.data, result.followers))
+        elif result.outcome == REPLAYED:
+            _replayed(prepared)
+        else:  # not as remembered: the full path answers (after the events stored before it)
+            await delivery.publish_session_events(stored)
+            stored = []
+            _conversations.pop(prepared.session_id, None)
+            replies += await session_agent_frame(device_id=device_id, frame=frame, kind=kind)
+    await delivery.publish_session_events(stored)
+    return replies
 
 
 @dataclass
@@ -69,6 +114,13 @@ async def _outcome(device_id: str, frame: dict[str, Any], kind: str, identity_ke
     handshake_id = alias(frame, "handshake_id", "handshakeId")
     if not session_id:
         return FrameOutcome()
+    prepared = _prepare(device_id, frame, kind)
+    if prepared is not None:
+        [result] = await sessions.advance_and_append([prepared])
+        if result.outcome == APPENDED or result.outcome == REPLAYED:
+            await _relayed(prepared, result)
+            return FrameOutcome()
+        _conversations.pop(session_id, None)  # not as remembered: the full path below answers
     session = await sessions.get(session_id)
     if kind == "session.handshake.ack":
         return await _agent_ack_frame(device_id, frame, session, handshake_id, identity_key or "")
@@ -79,15 +131,15 @@ async def _outcome(device_id: str, frame: dict[str, Any], kind: str, identity_ke
         or session["status"] != ACKNOWLEDGED
     ):
         return FrameOutcome(replies=[session_frames.unauthorized_session_frame(session_id, handshake_id)])
-    if kind in ("session.progress", "session.result", "session.error", "session.message"):
-        return await _encrypted_frame(session, frame, kind)
+    if kind in ENCRYPTED_KINDS:
+        return await _encrypted_frame(session, frame, kind, handshake_id)
     out = dict(frame)
     if not out.get("conversation_id"):
         out["conversation_id"] = session["conversation_id"]
     return FrameOutcome(event=(session_id, "session.event", dumps(out)))
 
 
-async def _encrypted_frame(session: Session, frame: dict[str, Any], kind: str) -> FrameOutcome:
+async def _encrypted_frame(session: Session, frame: dict[str, Any], kind: str, handshake_id: str) -> FrameOutcome:
     session_id = session["session_id"]
     out = dict(frame)
     out["conversation_id"] = session["conversation_id"]
@@ -105,20 +157,67 @@ async def _encrypted_frame(session: Session, frame: dict[str, Any], kind: str) -
             )
             return FrameOutcome()
         return FrameOutcome(event=(session_id, "session.event", dumps(out)))
+    if len(_conversations) >= CONVERSATIONS_MAX:
+        del _conversations[next(iter(_conversations))]  # the oldest hint goes
+    _conversations[session_id] = session["conversation_id"]
+    prepared = _advance(session_id, session["device_id"], handshake_id, session["conversation_id"], frame)
+    if prepared is not None:
+        [result] = await sessions.advance_and_append([prepared])
+        if result.outcome in (APPENDED, REPLAYED):
+            await _relayed(prepared, result)
+            return FrameOutcome()
+    # the session changed since it was read
+    return FrameOutcome(replies=[session_frames.unauthorized_session_frame(session_id, handshake_id)])
+
+
+def _prepare(device_id: str, frame: dict[str, Any], kind: str) -> Advance | None:
+    """The store step for an encrypted frame of a session seen acknowledged here; None for any other frame."""
+    if kind not in ENCRYPTED_KINDS:
+        return None
+    session_id = alias(frame, "session_id", "sessionId")
+    conversation_id = _conversations.get(session_id) if session_id else None
+    if conversation_id is None:
+        return None
+    return _advance(session_id, device_id, alias(frame, "handshake_id", "handshakeId"), conversation_id, frame)
+
+
+def _advance(
+    session_id: str, device_id: str, handshake_id: str, conversation_id: str, frame: dict[str, Any]
+) -> Advance | None:
+    """None when the frame is no valid envelope (docs/protocol/relay.md §5.6)."""
+    out = dict(frame)
+    out["conversation_id"] = conversation_id
+    if envelope.violation(out) is not None:
+        return None
     seq = envelope.parse_seq(out["seq"])
+    if seq is None:
+        return None
+    expect = {"device_id": device_id, "conversation_id": conversation_id, "status": ACKNOWLEDGED}
+    if handshake_id:
+        expect["handshake_id"] = handshake_id
+    return Advance(
+        session_id=session_id,
+        expect=expect,
+        seq=seq,
+        now=unix_now(),
+        name="session.event",
+        data=dumps(out),
+        max_bytes=settings.GATEWAY.session_backlog_bytes,
+    )
 
-    def advance(record: Session) -> bool:
-        if seq is None or seq <= record["seq_agent_to_client"]:
-            return False
-        record["seq_agent_to_client"] = seq
-        record["updated_at"] = unix_now()
-        return True
 
-    _, accepted = await sessions.update(session_id, advance)
-    if not accepted:
-        logger.info("agent frame replay dropped", extra={"fields": {"session_id": session_id}})
-        return FrameOutcome()
-    return FrameOutcome(event=(session_id, "session.event", dumps(out)))
+def _replayed(prepared: Advance) -> None:
+    logger.info("agent frame replay dropped", extra={"fields": {"session_id": prepared.session_id}})
+
+
+async def _relayed(prepared: Advance, result: Advanced) -> None:
+    """The event stored by the store step goes to the session's streams; a replayed seq is dropped (R1)."""
+    if result.outcome == REPLAYED:
+        _replayed(prepared)
+        return
+    await delivery.publish_session_event(
+        prepared.session_id, result.event_id, prepared.name, prepared.data, followers=result.followers
+    )
 
 
 async def _agent_ack_frame(

@@ -20,13 +20,15 @@ from gateway_site.errors import ApiError, FrameworkError
 from gateway_site.ids import next_connection_id
 from gateway_site.lifecycle import CLOSE_SERVICE_RESTART, lifecycle
 from relay import delivery, frames, handshake, services
-from relay.agent_frames import session_agent_frame
+from relay.agent_frames import session_agent_frame, session_agent_frames
+from relay.frame_lane import FrameLane
 from relay.registry import agents
 from relay.stores import PRESENCE_RENEW_SECONDS, presence
 
 logger = logging.getLogger("gateway.relay")
 
 READ_DEADLINE_SECONDS = 60
+DRAIN_SECONDS = 5.0  # how long a closing socket's queued frames may still take (Redis mode)
 MAX_FRAME_BYTES = 4 * 1024 * 1024  # as the HTTP body cap; the production commands let servers take up to 8 MiB
 CLOSE_REPLACED = (1000, "replaced_by_new_connection")
 
@@ -46,6 +48,7 @@ class AgentConsumer(ContainedWebsocketConsumer):
     address = ""
     registered = False
     online = False  # presence was recorded for this connection
+    lane: FrameLane[tuple[dict[str, Any], str]] | None = None  # Redis mode: session frames go through it
 
     async def connect(self) -> None:
         try:
@@ -71,6 +74,8 @@ class AgentConsumer(ContainedWebsocketConsumer):
         self.last_activity = time.monotonic()
         self.t_seq = 0
         self._send_lock = asyncio.Lock()
+        if nodes.shared():
+            self.lane = FrameLane(self._relay_frames, self._lane_failed)
         self.registered = True  # from here on, `_unregister` gives back the place the claim took
         await self.accept()
         lifecycle.track(self)
@@ -140,7 +145,18 @@ class AgentConsumer(ContainedWebsocketConsumer):
         except frames.TransportError as exc:
             logger.info("agent frame dropped", extra={"fields": {"device_id": self.device_id, "violation": str(exc)}})
             return []
-        return await session_agent_frame(device_id=self.device_id, frame=frames.strip_transport(frame), kind=kind)
+        session_frame = frames.strip_transport(frame)
+        if self.lane is not None:
+            await self.lane.put((session_frame, kind))
+            return []
+        return await session_agent_frame(device_id=self.device_id, frame=session_frame, kind=kind)
+
+    async def _relay_frames(self, batch: list[tuple[dict[str, Any], str]]) -> None:
+        for reply in await session_agent_frames(device_id=self.device_id, frames=batch):
+            await self.send_frame(reply)
+
+    async def _lane_failed(self, exc: Exception) -> None:
+        await self.handler_failed(exc, "websocket.receive")
 
     async def send_frame(self, frame: dict[str, Any]) -> bool:
         """Write one JSON frame; False if the socket is gone or the write fails (the socket is then dropped)."""
@@ -215,6 +231,8 @@ class AgentConsumer(ContainedWebsocketConsumer):
         if not self.registered:
             return
         self.registered = False
+        if self.lane is not None:
+            self.lane.stop()
         for task in getattr(self, "_tasks", []):
             if task is not asyncio.current_task():
                 task.cancel()
@@ -240,4 +258,6 @@ class AgentConsumer(ContainedWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         lifecycle.untrack(self)
+        if self.lane is not None and self.registered:
+            await self.lane.drain(DRAIN_SECONDS)  # the frames the agent sent before it went
         await self._unregister(mark_offline=True)

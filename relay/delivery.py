@@ -7,8 +7,9 @@ shared state and reaches through that process's inbox (gateway_site.nodes):
 
 - an agent socket: presence names its address; a write whose outcome the caller needs (docs/protocol/relay.md §5.2,
   `agent_unavailable`) is a request to the socket's process, counted as failed without an answer within 2 s;
-- session streams: a process with open streams of a session has its inbox in the session's group; a publisher serves
-  its own streams directly and sends one group message for the others (events keep their order per publisher);
+- session streams: a process with open streams of a session is one of the session's followers, recorded in the session
+  store next to its backlog (the hot path's one atomic step returns them with the event id); a publisher serves its
+  own streams directly and sends one message to each other follower's inbox (events keep their order per publisher);
 - a replaced socket (`replaced_by_new_connection`) is closed by the process presence names, if it still holds that
   very socket; a deleted device's socket is closed by whichever process holds it.
 
@@ -28,14 +29,15 @@ from channels.layers import get_channel_layer
 
 from gateway_site import nodes
 from gateway_site.nodes import inbox
-from relay.groups import session_group, user_group
+from relay.groups import user_group
 from relay.registry import AgentSocket, StreamSubscriber, agents, streams
+from relay.session_store import sessions
 from relay.stores import presence
 
 AGENT_SEND = "relay.agent_send"
 AGENT_REPLACED = "relay.agent_replaced"
 DEVICE_DELETED = "relay.device_deleted"
-SESSION_EVENT = "relay.session_event"
+SESSION_EVENTS = "relay.session_events"
 SESSION_END = "relay.session_end"
 
 
@@ -150,6 +152,7 @@ async def access_ended(*, uids: Iterable[str], device_id: str, reason: str) -> N
 
 
 _membership_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
+_following: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, set[str]] = weakref.WeakKeyDictionary()
 
 
 async def subscribe(session_id: str, subscriber: StreamSubscriber) -> None:
@@ -162,30 +165,49 @@ async def subscribe(session_id: str, subscriber: StreamSubscriber) -> None:
 async def unsubscribe(session_id: str, subscriber: StreamSubscriber) -> None:
     streams.remove(session_id, subscriber)
     if nodes.shared():
-        with contextlib.suppress(Exception):  # a stale membership only costs a skipped message
+        with contextlib.suppress(Exception):  # a stale entry only costs a message nobody here reads
             await _follow(session_id)
 
 
 async def _follow(session_id: str) -> None:
-    """Keep this process in the session's group exactly while it has streams of the session (one change at a time,
-    so a join and a leave racing each other settle on what the registry holds)."""
-    lock = _membership_locks.setdefault(asyncio.get_running_loop(), asyncio.Lock())
-    group = session_group(session_id)
+    """Keep this process among the session's followers exactly while it has streams of the session (one change at a
+    time, so a join and a leave racing each other settle on what the registry holds)."""
+    loop = asyncio.get_running_loop()
+    lock = _membership_locks.setdefault(loop, asyncio.Lock())
+    following = _following.setdefault(loop, set())
     async with lock:
         wanted = streams.has(session_id)
-        if wanted and not inbox.in_group(group):
-            await inbox.join(group)
-        elif not wanted and inbox.in_group(group):
-            await inbox.leave(group)
+        if wanted and session_id not in following:
+            inbox.start()  # the followers' messages arrive in this process's inbox
+            await sessions.follow(session_id, inbox.node_id)
+            following.add(session_id)
+        elif not wanted and session_id in following:
+            following.discard(session_id)
+            await sessions.unfollow(session_id, inbox.node_id)
 
 
-async def publish_session_event(session_id: str, event_id: int, name: str, data: str) -> None:
-    """Hand one stored event to every open stream of the session (those here without waiting on any)."""
-    for subscriber in streams.of(session_id):
-        subscriber.offer(event_id, name, data)
-    if nodes.shared():
-        message = {"type": SESSION_EVENT, "session_id": session_id, "event_id": event_id, "name": name, "data": data}
-        await inbox.group_send(session_group(session_id), message)
+async def publish_session_event(
+    session_id: str, event_id: int, name: str, data: str, *, followers: frozenset[str] | None = None
+) -> None:
+    """Hand one stored event to every open stream of the session (those here without waiting on any); `followers`
+    as the store returned them with the event, looked up when not given."""
+    if nodes.shared() and followers is None:
+        followers = await sessions.followers(session_id)
+    await publish_session_events([(session_id, event_id, name, data, followers or frozenset())])
+
+
+async def publish_session_events(events: list[tuple[str, int, str, str, frozenset[str]]]) -> None:
+    """Stored events `(session id, event id, name, data, followers)` in order: each to the streams here at once, and
+    to each other follower in one message for all of them (Redis mode)."""
+    remote: dict[str, list[list[Any]]] = {}
+    for session_id, event_id, name, data, followers in events:
+        for subscriber in streams.of(session_id):
+            subscriber.offer(event_id, name, data)
+        for node_id in followers:
+            if nodes.elsewhere(node_id):
+                remote.setdefault(node_id, []).append([session_id, event_id, name, data])
+    for node_id, batch in remote.items():
+        await inbox.send(node_id, {"type": SESSION_EVENTS, "events": batch})
 
 
 async def end_session_streams(session_id: str, reason: str | None, *, uid: str | None = None) -> None:
@@ -193,7 +215,15 @@ async def end_session_streams(session_id: str, reason: str | None, *, uid: str |
     _end_local(session_id, reason, uid)
     if nodes.shared():
         message = {"type": SESSION_END, "session_id": session_id, "reason": reason, "uid": uid}
-        await inbox.group_send(session_group(session_id), message)
+        await _to_followers(session_id, message, None)
+
+
+async def _to_followers(session_id: str, message: dict[str, Any], followers: frozenset[str] | None) -> None:
+    if followers is None:
+        followers = await sessions.followers(session_id)
+    for node_id in followers:
+        if nodes.elsewhere(node_id):
+            await inbox.send(node_id, message)
 
 
 def _end_local(session_id: str, reason: str | None, uid: str | None) -> None:
@@ -225,11 +255,14 @@ async def _on_device_deleted(message: dict[str, Any]) -> None:
         await socket.close_deleted()
 
 
-async def _on_session_event(message: dict[str, Any]) -> None:
-    event_id, name, data = message.get("event_id"), message.get("name"), message.get("data")
-    if isinstance(event_id, int) and isinstance(name, str) and isinstance(data, str):
-        for subscriber in streams.of(str(message.get("session_id"))):
-            subscriber.offer(event_id, name, data)
+async def _on_session_events(message: dict[str, Any]) -> None:
+    batch = message.get("events")
+    for entry in batch if isinstance(batch, list) else ():
+        if isinstance(entry, list) and len(entry) == 4:
+            session_id, event_id, name, data = entry
+            if isinstance(event_id, int) and isinstance(name, str) and isinstance(data, str):
+                for subscriber in streams.of(str(session_id)):
+                    subscriber.offer(event_id, name, data)
 
 
 async def _on_session_end(message: dict[str, Any]) -> None:
@@ -246,5 +279,5 @@ def listen() -> None:
     inbox.handle(AGENT_SEND, _on_agent_send)
     inbox.handle(AGENT_REPLACED, _on_agent_replaced)
     inbox.handle(DEVICE_DELETED, _on_device_deleted)
-    inbox.handle(SESSION_EVENT, _on_session_event, ordered=True)
+    inbox.handle(SESSION_EVENTS, _on_session_events, ordered=True)
     inbox.handle(SESSION_END, _on_session_end, ordered=True)

@@ -12,8 +12,3 @@ def _digest(value: str) -> str:
 def user_group(uid: str) -> str:
     """Device-change notifications for one user (uids may hold any character, so they are hashed)."""
     return f"relay.user.{_digest(uid)}"
-
-
-def session_group(session_id: str) -> str:
-    """The processes with open streams of one session (gateway_site.nodes inboxes; STATE_BACKEND=redis only)."""
-    return f"relay.session.{_digest(session_id)}"

@@ -10,6 +10,7 @@ apply the mutation, write it back, retry if another process wrote first). Keys s
     <p>ev:<session>     list of backlog events, oldest first: JSON [id, name, data, size]
     <p>evb:<session>    the backlog's byte total
     <p>evid             the event id counter (ids increase across all sessions and processes)
+    <p>fl:<session>     set of the node ids with open streams of the session (its followers)
     <p>idem:<key>       a reserved idempotency key
     <p>sweep            the sweep claim
 
@@ -19,7 +20,7 @@ Connections come from gateway_site.redis_state: one client per running loop, eve
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import redis.asyncio as redis
@@ -27,7 +28,19 @@ from django.conf import settings
 from redis.exceptions import WatchError
 
 from gateway_site import redis_state
-from relay.session_store import BACKLOG_LIMIT, SESSION_SAFETY_TTL, Event, Session, SessionLimit, event_size
+from relay.session_store import (
+    APPENDED,
+    BACKLOG_LIMIT,
+    REFUSED,
+    REPLAYED,
+    SESSION_SAFETY_TTL,
+    Advance,
+    Advanced,
+    Event,
+    Session,
+    SessionLimit,
+    event_size,
+)
 
 T = TypeVar("T")
 
@@ -70,6 +83,55 @@ redis.call('EXPIRE', KEYS[1], ARGV[6])
 redis.call('EXPIRE', KEYS[2], ARGV[6])
 return id
 """
+
+
+# advance_and_append. Lua numbers are doubles and seqs go up to 2**63 - 1, so the seq is compared as a decimal string
+# (no leading zeros: the longer is the larger) and written into the record's JSON text in place. The record is always
+# written by `_dumps` (compact separators, ints as plain digits), where `"seq_agent_to_client":` right after `{` or `,`
+# can only be that key: inside a JSON string a quote is escaped. Anything unexpected answers -2 (the caller refuses).
+_ADVANCE_AND_APPEND = """
+local raw = redis.call('GET', KEYS[1])
+if not raw then return {0} end
+local record = cjson.decode(raw)
+local n = tonumber(ARGV[1])
+for i = 0, n - 1 do
+  if record[ARGV[2 + 2 * i]] ~= ARGV[3 + 2 * i] then return {0} end
+end
+local at = 2 + 2 * n
+local seq = ARGV[at]
+local seq_pattern = '([{,]"seq_agent_to_client":)(%d+)'
+local _, current = string.match(raw, seq_pattern)
+if not current then return {-2} end
+if #seq < #current or (#seq == #current and seq <= current) then return {-1} end
+raw = string.gsub(raw, seq_pattern, '%1' .. seq, 1)
+raw = string.gsub(raw, '([{,]"updated_at":)(%d+)', '%1' .. ARGV[at + 1], 1)
+redis.call('SET', KEYS[1], raw, 'EX', ARGV[at + 7])
+local id = redis.call('INCR', KEYS[4])
+redis.call('RPUSH', KEYS[2], cjson.encode({id, ARGV[at + 2], ARGV[at + 3], tonumber(ARGV[at + 4])}))
+local total = redis.call('INCRBY', KEYS[3], ARGV[at + 4])
+local length = redis.call('LLEN', KEYS[2])
+local max_bytes = tonumber(ARGV[at + 5])
+local limit = tonumber(ARGV[at + 6])
+while length > limit or (max_bytes >= 0 and total > max_bytes and length > 1) do
+  local oldest = cjson.decode(redis.call('LPOP', KEYS[2]))
+  total = redis.call('DECRBY', KEYS[3], oldest[4])
+  length = length - 1
+end
+redis.call('EXPIRE', KEYS[2], ARGV[at + 7])
+redis.call('EXPIRE', KEYS[3], ARGV[at + 7])
+local out = redis.call('SMEMBERS', KEYS[5])
+table.insert(out, 1, id)
+table.insert(out, 1, 1)
+return out
+"""
+
+
+def _advanced(result: list[Any]) -> Advanced:
+    if result[0] == -1:
+        return Advanced(REPLAYED)
+    if result[0] != 1:
+        return Advanced(REFUSED)
+    return Advanced(APPENDED, int(result[1]), frozenset(str(node) for node in result[2:]))
 
 
 def _dumps(record: Session) -> str:
@@ -147,6 +209,52 @@ class RedisSessionStore:
         limit = -1 if max_bytes is None else max_bytes
         args: list[str | int] = [name, data, event_size(name, data), limit, BACKLOG_LIMIT, SESSION_SAFETY_TTL]
         return int(await self.client().eval(_APPEND, len(keys), *keys, *args))
+
+    async def advance_and_append(self, frames: Sequence[Advance]) -> list[Advanced]:
+        if not frames:
+            return []
+        if len(frames) == 1:
+            keys, args = self._advance_args(frames[0])
+            return [_advanced(await self.client().eval(_ADVANCE_AND_APPEND, len(keys), *keys, *args))]
+        # One round trip for the batch; Redis runs the scripts of one connection in the order they were sent.
+        async with self.client().pipeline(transaction=False) as pipe:
+            for frame in frames:
+                keys, args = self._advance_args(frame)
+                pipe.eval(_ADVANCE_AND_APPEND, len(keys), *keys, *args)
+            return [_advanced(result) for result in await pipe.execute()]
+
+    def _advance_args(self, frame: Advance) -> tuple[list[str], list[str | int]]:
+        p, session_id = self.prefix, frame.session_id
+        keys = [self._key(session_id), f"{p}ev:{session_id}", f"{p}evb:{session_id}", f"{p}evid", f"{p}fl:{session_id}"]
+        args: list[str | int] = [len(frame.expect)]
+        for field, value in frame.expect.items():
+            args += [field, value]
+        limit = -1 if frame.max_bytes is None else frame.max_bytes
+        size = event_size(frame.name, frame.data)
+        args += [
+            str(int(frame.seq)),
+            int(frame.now),
+            frame.name,
+            frame.data,
+            size,
+            limit,
+            BACKLOG_LIMIT,
+            SESSION_SAFETY_TTL,
+        ]
+        return keys, args
+
+    async def follow(self, session_id: str, node_id: str) -> None:
+        key = f"{self.prefix}fl:{session_id}"
+        async with self.client().pipeline(transaction=True) as pipe:
+            pipe.sadd(key, node_id)
+            pipe.expire(key, SESSION_SAFETY_TTL)  # only a crashed process's entry outlives its streams
+            await pipe.execute()
+
+    async def unfollow(self, session_id: str, node_id: str) -> None:
+        await self.client().srem(f"{self.prefix}fl:{session_id}", node_id)
+
+    async def followers(self, session_id: str) -> frozenset[str]:
+        return frozenset(str(node) for node in await self.client().smembers(f"{self.prefix}fl:{session_id}"))
 
     async def events_after(self, session_id: str, after: int) -> list[Event]:
         entries = await self.client().lrange(f"{self.prefix}ev:{session_id}", 0, -1)

@@ -17,8 +17,8 @@ import functools
 import itertools
 import threading
 from collections import deque
-from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from django.conf import settings
 from django.utils.module_loading import import_string
@@ -36,6 +36,30 @@ T = TypeVar("T")
 
 class SessionLimit(Exception):
     """The device already holds as many sessions as it may (decisions.md H3)."""
+
+
+APPENDED, REPLAYED, REFUSED = "appended", "replayed", "refused"
+
+
+class Advance(NamedTuple):
+    """One encrypted agent frame for `advance_and_append`."""
+
+    session_id: str
+    expect: Mapping[str, str]  # fields the record must hold with exactly these values
+    seq: int
+    now: int
+    name: str
+    data: str
+    max_bytes: int | None = None
+
+
+class Advanced(NamedTuple):
+    """What `advance_and_append` did: APPENDED (with the event id and the session's followers), REPLAYED (the seq was
+    not above the last one) or REFUSED (no such session, or it did not match `expect`)."""
+
+    outcome: str
+    event_id: int = 0
+    followers: frozenset[str] = frozenset()
 
 
 class SessionStore(Protocol):
@@ -65,8 +89,25 @@ class SessionStore(Protocol):
         no more than that many bytes of them (oldest dropped first; the newest is always kept)."""
         ...
 
+    async def advance_and_append(self, frames: Sequence[Advance]) -> list[Advanced]:
+        """The relay's hot path for encrypted agent frames, each one atomic step, applied in order: unless every field
+        of `expect` has that value in the record, REFUSED; unless `seq` is above `seq_agent_to_client`, REPLAYED; else
+        the record takes `seq_agent_to_client = seq` and `updated_at = now`, the event is appended as by
+        `append_event`, and its result carries the event id and the session's followers. (One round trip in Redis.)"""
+        ...
+
     async def events_after(self, session_id: str, after: int) -> list[Event]:
         """Backlog events with an id greater than `after`, oldest first."""
+        ...
+
+    async def follow(self, session_id: str, node_id: str) -> None:
+        """Record that process `node_id` has open streams of the session (its followers receive its events)."""
+        ...
+
+    async def unfollow(self, session_id: str, node_id: str) -> None: ...
+
+    async def followers(self, session_id: str) -> frozenset[str]:
+        """The processes with open streams of the session. Deleting a session keeps them: its streams still end."""
         ...
 
     async def backlog_bytes(self, session_id: str) -> int: ...
@@ -101,6 +142,7 @@ class MemorySessionStore:
         self._by_device: dict[str, set[str]] = {}
         self._backlogs: dict[str, deque[tuple[int, str, str, int]]] = {}
         self._backlog_bytes: dict[str, int] = {}
+        self._followers: dict[str, set[str]] = {}
         self._event_ids = itertools.count(1)
 
     async def get(self, session_id: str) -> Session | None:
@@ -153,16 +195,56 @@ class MemorySessionStore:
             return list(self._records.values())
 
     async def append_event(self, session_id: str, name: str, data: str, *, max_bytes: int | None = None) -> int:
-        size = event_size(name, data)
         with self._lock:  # the id order and the backlog order must agree
-            event_id = next(self._event_ids)
-            backlog = self._backlogs.setdefault(session_id, deque())
-            backlog.append((event_id, name, data, size))
-            total = self._backlog_bytes.get(session_id, 0) + size
-            while len(backlog) > BACKLOG_LIMIT or (max_bytes is not None and total > max_bytes and len(backlog) > 1):
-                total -= backlog.popleft()[3]
-            self._backlog_bytes[session_id] = total
+            return self._append(session_id, name, data, max_bytes)
+
+    def _append(self, session_id: str, name: str, data: str, max_bytes: int | None) -> int:
+        size = event_size(name, data)
+        event_id = next(self._event_ids)
+        backlog = self._backlogs.setdefault(session_id, deque())
+        backlog.append((event_id, name, data, size))
+        total = self._backlog_bytes.get(session_id, 0) + size
+        while len(backlog) > BACKLOG_LIMIT or (max_bytes is not None and total > max_bytes and len(backlog) > 1):
+            total -= backlog.popleft()[3]
+        self._backlog_bytes[session_id] = total
         return event_id
+
+    async def advance_and_append(self, frames: Sequence[Advance]) -> list[Advanced]:
+        return [self._advance(frame) for frame in frames]
+
+    def _advance(self, frame: Advance) -> Advanced:
+        with self._lock:
+            current = self._records.get(frame.session_id)
+            if current is None or any(current.get(field) != value for field, value in frame.expect.items()):
+                return Advanced(REFUSED)
+            last = current.get("seq_agent_to_client")
+            if not isinstance(last, int):
+                return Advanced(REFUSED)
+            if frame.seq <= last:
+                return Advanced(REPLAYED)
+            record = dict(current)
+            record["seq_agent_to_client"] = frame.seq
+            record["updated_at"] = frame.now
+            self._records[frame.session_id] = record
+            event_id = self._append(frame.session_id, frame.name, frame.data, frame.max_bytes)
+            followers = self._followers.get(frame.session_id)
+            return Advanced(APPENDED, event_id, frozenset(followers) if followers else frozenset())
+
+    async def follow(self, session_id: str, node_id: str) -> None:
+        with self._lock:
+            self._followers.setdefault(session_id, set()).add(node_id)
+
+    async def unfollow(self, session_id: str, node_id: str) -> None:
+        with self._lock:
+            nodes = self._followers.get(session_id)
+            if nodes is not None:
+                nodes.discard(node_id)
+                if not nodes:
+                    del self._followers[session_id]
+
+    async def followers(self, session_id: str) -> frozenset[str]:
+        with self._lock:
+            return frozenset(self._followers.get(session_id, ()))
 
     async def events_after(self, session_id: str, after: int) -> list[Event]:
         with self._lock:
@@ -198,6 +280,7 @@ class MemorySessionStore:
             self._by_device.clear()
             self._backlogs.clear()
             self._backlog_bytes.clear()
+            self._followers.clear()
 
 
 @functools.cache

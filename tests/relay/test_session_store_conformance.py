@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from relay.session_store import BACKLOG_LIMIT, MemorySessionStore, SessionLimit, SessionStore
+from relay.session_store import BACKLOG_LIMIT, Advance, MemorySessionStore, SessionLimit, SessionStore
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -166,3 +166,128 @@ async def test_the_sweep_is_claimed_once_per_period(store):
     claims = await asyncio.gather(*(store.claim_sweep(300) for _ in range(10)))
     assert claims.count(True) == 1
     assert not await store.claim_sweep(300)
+
+
+def live(session_id: str, **fields) -> dict:
+    """A session record as the relay writes it once the agent acknowledged (the fields advance_and_append reads)."""
+    base = {
+        "session_id": session_id,
+        "device_id": "dev_conform01",
+        "handshake_id": "hs_1",
+        "conversation_id": "conv_1",
+        "status": "agent_acknowledged",
+        "last_error": "",
+        "seq_agent_to_client": 0,
+        "updated_at": 1_700_000_000,
+        "note": 'a value with "quotes", {"seq_agent_to_client":99} and ü',
+    }
+    return {**base, **fields}
+
+
+EXPECT = {"device_id": "dev_conform01", "conversation_id": "conv_1", "status": "agent_acknowledged"}
+
+
+def frame(session_id: str, seq: int, data: str = "{}", **kwargs) -> Advance:
+    options = {"expect": EXPECT, "now": 1_800_000_000, "name": "session.event", "data": data, **kwargs}
+    return Advance(session_id=session_id, seq=seq, **options)
+
+
+async def advance(store, session_id: str, seq: int, data: str = "{}", **kwargs):
+    [result] = await store.advance_and_append([frame(session_id, seq, data, **kwargs)])
+    return result
+
+
+async def test_advance_and_append_advances_the_seq_stores_the_event_and_changes_nothing_else(store):
+    await store.create(live("s1"))
+    result = await advance(store, "s1", 3, '{"n":3}')
+    assert result.outcome == "appended" and result.followers == frozenset()
+    assert await store.events_after("s1", 0) == [(result.event_id, "session.event", '{"n":3}')]
+    assert await store.get("s1") == live("s1", seq_agent_to_client=3, updated_at=1_800_000_000)
+    later = await store.append_event("s1", "session.event", "{}")
+    assert later > result.event_id  # one id sequence with append_event
+
+
+async def test_advance_and_append_refuses_a_seq_not_above_the_last_one(store):
+    await store.create(live("s1"))
+    assert (await advance(store, "s1", 5)).outcome == "appended"
+    for seq in (5, 4, 1):
+        assert (await advance(store, "s1", seq)).outcome == "replayed"
+    assert (await advance(store, "s1", 10)).outcome == "appended"  # gaps are fine
+    assert (await advance(store, "s1", 9)).outcome == "replayed"
+    assert len(await store.events_after("s1", 0)) == 2
+    assert (await store.get("s1"))["seq_agent_to_client"] == 10
+
+
+async def test_advance_and_append_compares_seqs_exactly_up_to_2_63(store):
+    await store.create(live("s1"))
+    top = 2**63 - 1
+    assert (await advance(store, "s1", 2**53)).outcome == "appended"
+    assert (await advance(store, "s1", 2**53 + 1)).outcome == "appended"  # one above, beyond a double's precision
+    assert (await advance(store, "s1", 2**53 + 1)).outcome == "replayed"
+    assert (await advance(store, "s1", 99)).outcome == "replayed"  # fewer digits
+    assert (await advance(store, "s1", top)).outcome == "appended"
+    assert (await advance(store, "s1", top)).outcome == "replayed"
+    assert (await store.get("s1"))["seq_agent_to_client"] == top
+
+
+async def test_advance_and_append_refuses_an_absent_or_unexpected_session(store):
+    assert (await advance(store, "absent", 1)).outcome == "refused"
+    await store.create(live("pending", status="pending_agent_ack"))
+    await store.create(live("other", device_id="dev_conform02"))
+    await store.create(live("moved", conversation_id="conv_2"))
+    await store.create(record("bare"))  # no seq field: nothing to advance
+    for session_id in ("pending", "other", "moved"):
+        assert (await advance(store, session_id, 1)).outcome == "refused"
+    bare = {"device_id": "dev_conform01", "status": "pending_agent_ack"}
+    assert (await advance(store, "bare", 1, expect=bare)).outcome == "refused"
+    with_handshake = {**EXPECT, "handshake_id": "hs_other"}
+    await store.create(live("s1"))
+    assert (await advance(store, "s1", 1, expect=with_handshake)).outcome == "refused"
+    assert (await advance(store, "s1", 1, expect={**EXPECT, "handshake_id": "hs_1"})).outcome == "appended"
+    for session_id in ("absent", "pending", "other", "moved", "bare"):
+        assert await store.events_after(session_id, 0) == []
+    assert (await store.get("pending"))["seq_agent_to_client"] == 0
+
+
+async def test_concurrent_frames_with_one_seq_append_exactly_once(store):
+    await store.create(live("s1"))
+    results = await asyncio.gather(*(advance(store, "s1", 7, f'{{"copy":{i}}}') for i in range(20)))
+    assert [r.outcome for r in results].count("appended") == 1
+    assert [r.outcome for r in results].count("replayed") == 19
+    assert len(await store.events_after("s1", 0)) == 1
+
+
+async def test_advance_and_append_keeps_the_backlog_bounds(store):
+    await store.create(live("s1"))
+    ids = [(await advance(store, "s1", n, "x" * 100, max_bytes=450)).event_id for n in range(1, 11)]
+    assert [event_id for event_id, _, _ in await store.events_after("s1", 0)] == ids[-3:]  # 3 × 113 bytes fit
+    assert await store.backlog_bytes("s1") == 3 * (len("session.event") + 100)
+
+
+async def test_followers_are_recorded_returned_with_the_event_and_outlive_the_session(store):
+    await store.create(live("s1"))
+    assert await store.followers("s1") == frozenset()
+    await asyncio.gather(store.follow("s1", "node-a"), store.follow("s1", "node-b"), store.follow("s1", "node-a"))
+    assert await store.followers("s1") == {"node-a", "node-b"}
+    assert (await advance(store, "s1", 1)).followers == {"node-a", "node-b"}
+    await store.unfollow("s1", "node-a")
+    await store.unfollow("s1", "node-unknown")
+    assert (await advance(store, "s1", 2)).followers == {"node-b"}
+    await store.delete("s1")
+    assert await store.followers("s1") == {"node-b"}  # its streams still have to be ended
+    await store.unfollow("s1", "node-b")
+    assert await store.followers("s1") == frozenset()
+    assert await store.followers("s2") == frozenset()
+
+
+async def test_a_batch_is_applied_in_order_one_frame_after_the_other(store):
+    await store.create(live("s1"))
+    await store.create(live("s2"))
+    batch = [frame("s1", 1, "a"), frame("s1", 1, "b"), frame("s2", 1, "c"), frame("gone", 1), frame("s1", 2, "d")]
+    results = await store.advance_and_append(batch)
+    assert [r.outcome for r in results] == ["appended", "replayed", "appended", "refused", "appended"]
+    ids = [r.event_id for r in results if r.outcome == "appended"]
+    assert ids == sorted(ids)
+    assert [data for _, _, data in await store.events_after("s1", 0)] == ["a", "d"]
+    assert [data for _, _, data in await store.events_after("s2", 0)] == ["c"]
+    assert await store.advance_and_append([]) == []

@@ -135,6 +135,56 @@ async def test_a_session_across_processes(gateways):
         assert (refused.status_code, refused.json()["error"]) == (503, "agent_unavailable")
 
 
+async def test_a_burst_of_agent_frames_crosses_complete_and_in_order(gateways):
+    """The agent writes without waiting (Redis mode batches its frames, relay/frame_lane.py): every frame reaches the
+    streams on both processes once and in order, a replayed seq is dropped, and a frame of a session the agent may
+    not write to, in the middle of the burst, is answered with its error."""
+    a, b = gateways
+    device = "dev_b_" + uuid.uuid4().hex[:12]
+    async with (
+        httpx.AsyncClient(base_url=a.base_url, timeout=15) as on_a,
+        httpx.AsyncClient(base_url=b.base_url, timeout=15) as on_b,
+    ):
+        owner = await sign_in(on_b, "burst@example.com")
+        keys = AgentSide.new()
+        await register_device(on_b, owner, device, keys)
+        ws = await agent_socket(a, owner, device)
+        agent = asyncio.ensure_future(agent_loop(ws, keys, {"http": on_b, "headers": owner}))
+        client = ClientSide.new(str(uuid.uuid4()), str(uuid.uuid4()), device)
+        await handshake(on_b, owner, client, keys)
+        on_b_events, on_a_events = Events(on_b, client.session_id, owner), Events(on_a, client.session_id, owner)
+        await on_b_events.start()
+        await on_a_events.start()
+        for stream in (on_b_events, on_a_events):
+            assert [(await stream.next())[2]["type"] for _ in range(2)] == ["session.handshake.ack"] * 2
+        agent.cancel()
+        await asyncio.gather(agent, return_exceptions=True)
+        try:
+            sid = client.session_id
+            replies = [keys.reply(sid, "session.progress", f"m{n}", {"n": n}) for n in range(1, 151)]
+            stranger = {**replies[0], "session_id": "sess_" + uuid.uuid4().hex}
+            burst = [*replies[:100], replies[49], stranger, *replies[100:]]
+            for frame in burst:
+                await ws.send(json.dumps(frame))
+            for stream in (on_b_events, on_a_events):
+                received = [await stream.next() for _ in range(150)]
+                plain = [
+                    json.loads(open_frame(client.a2c, e[2], "agent_to_client", n)) for n, e in enumerate(received, 1)
+                ]
+                assert [p["n"] for p in plain] == list(range(1, 151))
+                assert [int(e[0]) for e in received] == sorted(int(e[0]) for e in received)
+            error = await frames_until(ws, "agent.error")
+            assert (error["error"], error["session_id"]) == ("unauthorized_session_frame", stranger["session_id"])
+            last = keys.reply(sid, "session.result", "m151", {"n": 151})
+            await ws.send(json.dumps(last))
+            for stream in (on_b_events, on_a_events):  # the replayed frame never came: next is the new one
+                assert json.loads(open_frame(client.a2c, (await stream.next())[2], "agent_to_client", 151))["n"] == 151
+        finally:
+            await on_b_events.stop()
+            await on_a_events.stop()
+            await ws.close()
+
+
 async def test_a_second_socket_on_another_process_replaces_the_first(gateways):
     a, b = gateways
     device = "dev_r_" + uuid.uuid4().hex[:12]

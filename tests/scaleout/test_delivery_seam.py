@@ -1,6 +1,7 @@
 """The relay's delivery seam with STATE_BACKEND=redis, in one process on the test settings' in-memory channel layer
-(relay.delivery, gateway_site.nodes): a process is in a session's group exactly while it has streams of the session,
-its own streams get each event once and directly, and events from another process reach them in order."""
+(relay.delivery, gateway_site.nodes): a process is among a session's followers exactly while it has streams of the
+session, its own streams get each event once and directly, other followers get it in their inbox, and events from
+another process reach the streams here in order."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from channels.layers import get_channel_layer
 
 from gateway_site.nodes import inbox, inbox_name
 from relay import delivery
-from relay.groups import session_group
+from relay.session_store import sessions
 
 
 class Subscriber:
@@ -38,20 +39,17 @@ async def shared(configure):
     await inbox.stop()
 
 
-def members(layer, group: str) -> set[str]:
-    return set(layer.groups.get(group, {}))
-
-
 async def test_a_process_follows_a_session_while_it_has_streams_of_it(shared):
     sid = str(uuid.uuid4())
     first, second = Subscriber(), Subscriber()
     await delivery.subscribe(sid, first)
-    assert members(shared, session_group(sid)) == {inbox_name(inbox.node_id)}
+    assert await sessions.followers(sid) == {inbox.node_id}
+    assert inbox.running()  # the other followers' messages come through the inbox
     await delivery.subscribe(sid, second)
     await delivery.unsubscribe(sid, first)
-    assert members(shared, session_group(sid)) == {inbox_name(inbox.node_id)}
+    assert await sessions.followers(sid) == {inbox.node_id}
     await delivery.unsubscribe(sid, second)
-    assert members(shared, session_group(sid)) == set()
+    assert await sessions.followers(sid) == set()
     await delivery.unsubscribe(sid, second)  # a second teardown changes nothing
 
 
@@ -60,9 +58,9 @@ async def test_concurrent_joins_and_leaves_settle_on_the_streams_left(shared):
     subscribers = [Subscriber() for _ in range(10)]
     await asyncio.gather(*(delivery.subscribe(sid, s) for s in subscribers))
     await asyncio.gather(*(delivery.unsubscribe(sid, s) for s in subscribers[:9]))
-    assert members(shared, session_group(sid)) == {inbox_name(inbox.node_id)}
+    assert await sessions.followers(sid) == {inbox.node_id}
     await delivery.unsubscribe(sid, subscribers[9])
-    assert members(shared, session_group(sid)) == set()
+    assert await sessions.followers(sid) == set()
 
 
 async def test_own_streams_get_each_event_once_and_others_events_in_order(shared):
@@ -72,12 +70,15 @@ async def test_own_streams_get_each_event_once_and_others_events_in_order(shared
     await delivery.publish_session_event(sid, 1, "session.message", '{"n":1}')
     assert mine.offered == [(1, "session.message", '{"n":1}')]  # served directly, before any layer hop
 
-    # Events of another process arrive through the group, in the order it sent them; ours never come back.
-    for n in (2, 3, 4):
-        message = {"type": delivery.SESSION_EVENT, "session_id": sid, "event_id": n, "name": "e", "data": str(n)}
-        await shared.group_send(session_group(sid), {**message, "origin": "node-other", "fanout": True})
+    # Events of another process arrive in this process's inbox, in the order it sent them.
+    batch = {"type": delivery.SESSION_EVENTS, "events": [[sid, 2, "e", "2"], [sid, 3, "e", "3"]]}
+    await shared.send(inbox_name(inbox.node_id), {**batch, "origin": "node-other"})
+    malformed = {"type": delivery.SESSION_EVENTS, "events": [[sid, "x", "e", "bad"], "junk", [sid, 4]]}
+    await shared.send(inbox_name(inbox.node_id), {**malformed, "origin": "node-other"})
+    last = {"type": delivery.SESSION_EVENTS, "events": [[sid, 4, "e", "4"]]}
+    await shared.send(inbox_name(inbox.node_id), {**last, "origin": "node-other"})
     end = {"type": delivery.SESSION_END, "session_id": sid, "reason": "grant_revoked", "uid": "u1"}
-    await shared.group_send(session_group(sid), {**end, "origin": "node-other", "fanout": True})
+    await shared.send(inbox_name(inbox.node_id), {**end, "origin": "node-other"})
     for _ in range(200):
         if mine.ended:
             break
@@ -85,6 +86,27 @@ async def test_own_streams_get_each_event_once_and_others_events_in_order(shared
         await asyncio.wait_for(mine.changed.wait(), timeout=5)
     assert [event[0] for event in mine.offered] == [1, 2, 3, 4]
     assert mine.ended == ["grant_revoked"]
+
+
+async def test_other_followers_get_events_and_endings_in_their_inbox_and_this_process_gets_none(shared):
+    sid = str(uuid.uuid4())
+    await sessions.follow(sid, "node-other")
+    await sessions.follow(sid, inbox.node_id)  # recorded for this process, yet served directly, never by message
+    await delivery.publish_session_event(sid, 7, "session.event", '{"n":7}')
+    await delivery.end_session_streams(sid, "expired")
+    other = inbox_name("node-other")
+    first = await asyncio.wait_for(shared.receive(other), timeout=5)
+    second = await asyncio.wait_for(shared.receive(other), timeout=5)
+    assert (first["type"], first["events"], first["origin"]) == (
+        delivery.SESSION_EVENTS,
+        [[sid, 7, "session.event", '{"n":7}']],
+        inbox.node_id,
+    )
+    assert (second["type"], second["reason"]) == (delivery.SESSION_END, "expired")
+    assert not inbox.running()  # so nothing read this process's inbox, and nothing was sent there:
+    assert not shared.channels.get(inbox_name(inbox.node_id))
+    await sessions.unfollow(sid, "node-other")
+    await sessions.unfollow(sid, inbox.node_id)
 
 
 async def test_ending_streams_reaches_only_the_named_user(shared):
@@ -102,3 +124,18 @@ async def test_a_device_without_a_socket_anywhere_gets_nothing(shared):
     assert await delivery.send_to_device("dev_nowhere", {"type": "session.message"}) is False
     assert await delivery.agent_connection("dev_nowhere") is None
     assert await delivery.send_to_connection("dev_nowhere", f"agt:1@{inbox.node_id}", {"type": "x"}) is False
+
+
+async def test_a_batch_of_events_reaches_each_other_follower_as_one_message_in_order(shared):
+    s1, s2 = str(uuid.uuid4()), str(uuid.uuid4())
+    mine = Subscriber()
+    await delivery.subscribe(s1, mine)
+    both, one = frozenset({"node-x", "node-y", inbox.node_id}), frozenset({"node-y"})
+    await delivery.publish_session_events([(s1, 1, "e", "a", both), (s2, 2, "e", "b", one), (s1, 3, "e", "c", both)])
+    assert mine.offered == [(1, "e", "a"), (3, "e", "c")]
+    x = await asyncio.wait_for(shared.receive(inbox_name("node-x")), timeout=5)
+    y = await asyncio.wait_for(shared.receive(inbox_name("node-y")), timeout=5)
+    assert x["events"] == [[s1, 1, "e", "a"], [s1, 3, "e", "c"]]
+    assert y["events"] == [[s1, 1, "e", "a"], [s2, 2, "e", "b"], [s1, 3, "e", "c"]]
+    assert not shared.channels.get(inbox_name("node-x")) and not shared.channels.get(inbox_name("node-y"))
+    await delivery.unsubscribe(s1, mine)

@@ -167,11 +167,13 @@ async def test_a_group_message_reaches_the_other_members_but_not_its_sender(pair
     assert got == {a.node_id: [], b.node_id: ["from a", "to all"]}
 
 
-async def test_a_full_inbox_refuses_the_message(pair):
-    a, b = pair  # b never reads: its inbox fills up at the layer's capacity (20)
-    results = [await a.send(b.node_id, {"type": "test.fill", "n": n}) for n in range(21)]
-    assert results == [True] * 20 + [False]
+async def test_a_full_inbox_refuses_the_message_and_says_so_once_a_minute(pair, caplog):
+    a, b = pair  # b never reads: its inbox fills up at the layer's capacity (20), as a dead process's does
+    results = [await a.send(b.node_id, {"type": "test.fill", "n": n}) for n in range(25)]
+    assert results == [True] * 20 + [False] * 5
     assert await a.request(b.node_id, {"type": "test.fill"}, timeout=0.3) is None
+    warnings = [r for r in caplog.records if r.getMessage() == "node inbox: send failed"]
+    assert len(warnings) == 1 and warnings[0].fields["to"] == b.node_id
 
 
 async def test_stopping_leaves_the_groups_and_gives_up_waiting_requests(pair):
