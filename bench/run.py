@@ -1,4 +1,4 @@
-"""The benchmark: `python -m bench.run [--quick] [--servers daphne,uvicorn] [--out bench/results]`.
+"""The benchmark: `python -m bench.run [--quick] [--servers daphne,uvicorn] [--metrics on|off] [--out bench/results]`.
 
 Starts the gateway as in production (demo mode, one server process) under each ASGI server, drives it from separate
 load-generator processes on loopback, prints a table, writes the numbers as JSON and draws one PNG chart.
@@ -281,7 +281,15 @@ def _storm(base: str, devices: list[tuple[str, str]], deadline: float, window: f
     }
 
 
-def ingress(base: str, *, requests: int, rate: int, deadline: float, agent_base: str | None = None) -> dict[str, Any]:
+def ingress(
+    base: str,
+    *,
+    requests: int,
+    rate: int,
+    deadline: float,
+    agent_base: str | None = None,
+    phases: tuple[str, ...] = ("saturation", "fixed_rate"),
+) -> dict[str, Any]:
     """Measurement 6: webhooks through a tunnel with an echoing tunnel client (connected to `agent_base`)."""
     token = owner_token(base, f"hooks-{secrets.token_hex(4)}")
     device_id = f"dev_{secrets.token_hex(16)}"
@@ -316,6 +324,8 @@ def ingress(base: str, *, requests: int, rate: int, deadline: float, agent_base:
         ("saturation", {"concurrency": 32, "total": requests, "rate": 0}),
         ("fixed_rate", {"concurrency": 16, "total": max(1, rate * 5), "rate": rate}),
     ):
+        if label not in phases:
+            continue
         out = CTX.Queue()
         process = CTX.Process(
             target=workers.webhooks, args=({"base": base, "path": path, "deadline": deadline, **cfg}, out)
@@ -333,7 +343,7 @@ def ingress(base: str, *, requests: int, rate: int, deadline: float, agent_base:
     return results
 
 
-def run_server(kind: str, quick: bool) -> dict[str, Any]:
+def run_server(kind: str, quick: bool, server_env: dict[str, str] | None = None) -> dict[str, Any]:
     scale = 0.1 if quick else 1.0
     deadline = 60.0 if quick else 120.0
     results: dict[str, Any] = {"server": kind}
@@ -342,7 +352,7 @@ def run_server(kind: str, quick: bool) -> dict[str, Any]:
         print(f"  {kind}: {label} …", file=sys.stderr, flush=True)
         return action()
 
-    server = start_server(kind)
+    server = start_server(kind, extra_env=server_env)
     try:
         base = server.url
         results["client_to_agent"] = {
@@ -493,6 +503,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a tenth of the load (a smoke run)")
     parser.add_argument("--servers", default="daphne,uvicorn")
     parser.add_argument("--out", default="bench/results")
+    parser.add_argument(
+        "--metrics", choices=("on", "off"), default="on", help="METRICS_ENABLED (bench.metrics_ab runs both)"
+    )
     args = parser.parse_args(argv)
     raise_fd_limit()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gateway_site.settings")
@@ -501,7 +514,8 @@ def main(argv: list[str] | None = None) -> int:
     all_results = []
     for kind in args.servers.split(","):
         print(f"== {kind}", file=sys.stderr, flush=True)
-        all_results.append(run_server(kind.strip(), args.quick))
+        env = {"METRICS_ENABLED": "true" if args.metrics == "on" else "false"}
+        all_results.append(run_server(kind.strip(), args.quick, env))
     (out / "results.json").write_text(json.dumps({"quick": args.quick, "results": all_results}, indent=2))
     chart(all_results, out / "throughput.png")
     text = table(all_results)

@@ -1,7 +1,8 @@
-"""One log line per HTTP request and per WebSocket connection, for every route (Django views and consumers alike).
+"""One log line per HTTP request and per WebSocket connection, for every route (Django views and consumers alike),
+and the request counters of gateway_site.metrics for every HTTP request (webhook ingress counted apart as well).
 
 Only the path is logged, never the query string, and path segments that are secrets (webhook route tokens, invite
-tokens) are replaced, so tokens and bodies never reach the logs.
+tokens) are replaced, so tokens and bodies never reach the logs. The metrics never see the path at all.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ import re
 import time
 from typing import Any
 
+from gateway_site import metrics
 from gateway_site.clientip import client_ip_from_scope
+from gateway_site.routing import INGRESS_PREFIX
 
 logger = logging.getLogger("gateway.access")
 
@@ -52,11 +55,16 @@ class AccessLogMiddleware:
         try:
             await self.app(scope, receive, logged_send)
         finally:
+            seconds = time.perf_counter() - started
+            path = scope.get("path", "")
+            if scope["type"] == "http":
+                ingress = path.startswith(INGRESS_PREFIX)
+                metrics.http_request(scope.get("method", ""), status or 500, seconds, ingress=ingress)
             fields = {
                 "method": scope.get("method", "WS"),
-                "path": redact_path(scope.get("path", "")),
+                "path": redact_path(path),
                 "status": status or 500,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                "duration_ms": round(seconds * 1000, 1),
                 "client_ip": client_ip_from_scope(scope),
             }
             logger.info("request", extra={"fields": fields})

@@ -1,5 +1,5 @@
 """The project package is also an app: it registers the deploy system checks (gateway.W001-W004 in
-gateway_site.checks) and carries the `runserver` override."""
+gateway_site.checks), sets up the metrics (gateway_site.metrics) and carries the `runserver` override."""
 
 from __future__ import annotations
 
@@ -11,4 +11,8 @@ class GatewaySiteConfig(AppConfig):
     verbose_name = "Gateway"
 
     def ready(self) -> None:
-        from gateway_site import checks  # noqa: F401 - importing registers the checks (`@register`)
+        from django.conf import settings
+
+        from gateway_site import checks, metrics  # noqa: F401 - importing `checks` registers them (`@register`)
+
+        metrics.configure(node_id=settings.GATEWAY.node_id, enabled=settings.GATEWAY.metrics_enabled)

@@ -90,11 +90,16 @@ VARIABLES = (
     "SHUTDOWN_TIMEOUT_SECONDS",
     "SHUTDOWN_DRAIN_SECONDS",
     "WEB_CONCURRENCY",
+    "METRICS_TOKEN",
+    "METRICS_ENABLED",
 )
 
 _TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 _FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
 _INT_RE = re.compile(r"^[+-]?[0-9]+$")
+# A bearer token a scraper can send as is: visible ASCII, no spaces (docs/operations.md).
+_METRICS_TOKEN_RE = re.compile(r"^[\x21-\x7e]+$")
+METRICS_TOKEN_MIN_LENGTH = 16
 
 
 # The OAuth client's id and name are stored in django-oauth-toolkit's Application (255 characters each).
@@ -161,6 +166,8 @@ class GatewayConfig:
     shutdown_timeout_seconds: int = 10
     shutdown_drain_seconds: int = 0
     web_concurrency: int = 1
+    metrics_token: str = field(default="", repr=False)
+    metrics_enabled: bool = True
 
     @property
     def database_in_memory(self) -> bool:
@@ -434,6 +441,11 @@ def load_config(environ_map: Mapping[str, str]) -> GatewayConfig:
             raise ConfigError("INGRESS_BASE_URL must be an http:// or https:// origin (scheme, host, optional port)")
         if parts.hostname.lower() == (urlsplit(public_base_url).hostname or "").lower():
             raise ConfigError("INGRESS_BASE_URL must name a host other than PUBLIC_BASE_URL's")
+    metrics_token = read.string("METRICS_TOKEN")
+    if metrics_token and (len(metrics_token) < METRICS_TOKEN_MIN_LENGTH or not _METRICS_TOKEN_RE.match(metrics_token)):
+        raise ConfigError(
+            f"METRICS_TOKEN must be at least {METRICS_TOKEN_MIN_LENGTH} characters of visible ASCII, without spaces"
+        )
 
     return GatewayConfig(
         port=int(port_raw),
@@ -488,4 +500,6 @@ def load_config(environ_map: Mapping[str, str]) -> GatewayConfig:
         shutdown_timeout_seconds=read.bounded("SHUTDOWN_TIMEOUT_SECONDS", 10, 1, 300),
         shutdown_drain_seconds=read.bounded("SHUTDOWN_DRAIN_SECONDS", 0, 0, 300),
         web_concurrency=read.bounded("WEB_CONCURRENCY", 1, 1, 1024),
+        metrics_token=metrics_token,
+        metrics_enabled=read.boolean("METRICS_ENABLED", True),
     )

@@ -1,13 +1,16 @@
-"""System endpoints (docs/protocol/system-and-console.md §2-3): the service index, liveness, readiness and the API
-document.
+"""System endpoints (docs/protocol/system-and-console.md §2-3): the service index, liveness, readiness, the API
+document, and the Prometheus metrics (docs/operations.md).
 
-No auth, no limits. Readiness is 503 while the database cannot be queried, migrations are pending, the process is
-shutting down (gateway_site.lifecycle), or, in Redis mode, Redis does not answer a PING within a second.
+No auth, no limits, except on /metrics. Readiness is 503 while the database cannot be queried, migrations are
+pending, the process is shutting down (gateway_site.lifecycle), or, in Redis mode, Redis does not answer a PING within
+a second.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
+import ipaddress
 from functools import cache
 from importlib.resources import files
 
@@ -16,8 +19,9 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.utils.module_loading import import_string
 
-from gateway_site import __version__, outage, redis_state
-from gateway_site.errors import json_response
+from gateway_site import __version__, metrics, outage, redis_state
+from gateway_site.auth import MISSING_TOKEN, bearer_token
+from gateway_site.errors import Forbidden, Unauthorized, json_response, not_found
 from gateway_site.lifecycle import Readiness, lifecycle
 from gateway_site.requests import GatewayRequest
 from gateway_site.timefmt import rfc3339_now
@@ -120,3 +124,52 @@ async def gateway_health(request: GatewayRequest) -> HttpResponse:
         else:  # it reads the database
             counts.update(await sync_to_async(provider)(principal))
     return json_response({"status": "ok", "state_backend": settings.GATEWAY.state_backend, **counts})
+
+
+# -- GET /metrics ----------------------------------------------------------------------------------------------------
+
+INVALID_METRICS_TOKEN = "invalid metrics token"  # noqa: S105 - an error message, not a secret
+LOOPBACK_ONLY = "metrics are served to loopback clients only unless METRICS_TOKEN is set"
+
+
+def is_loopback(address: str) -> bool:
+    """127.0.0.0/8, ::1, or an IPv4-mapped loopback address; anything else (a name, nothing at all) is not."""
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped is not None:
+        return parsed.ipv4_mapped.is_loopback
+    return parsed.is_loopback
+
+
+def metrics_access(*, token: str, authorization: str | None, peer: str) -> None:
+    """docs/operations.md, "Access": with METRICS_TOKEN set only `Authorization: Bearer <METRICS_TOKEN>` (compared in
+    constant time) and nothing else; unset, only a loopback TCP peer. Headers never stand in for the peer: a forwarded
+    address is whatever the client wrote."""
+    if token:
+        presented = bearer_token(authorization)
+        if not presented:
+            raise Unauthorized(MISSING_TOKEN, headers={"WWW-Authenticate": "Bearer"})
+        if not hmac.compare_digest(presented.encode(), token.encode()):
+            raise Unauthorized(INVALID_METRICS_TOKEN, headers={"WWW-Authenticate": "Bearer"})
+        return
+    if not is_loopback(peer):
+        raise Forbidden(LOOPBACK_ONLY)
+
+
+@api_view("GET")
+async def metrics_endpoint(request: HttpRequest) -> HttpResponse:
+    """`GET /metrics`: this process's metrics in the Prometheus text format; 404 with METRICS_ENABLED=false."""
+    config = settings.GATEWAY
+    if not metrics.enabled():
+        raise not_found()
+    metrics_access(
+        token=config.metrics_token,
+        authorization=request.headers.get("Authorization"),
+        peer=request.META.get("REMOTE_ADDR", ""),
+    )
+    await metrics.refresh_live()
+    response = HttpResponse(metrics.exposition(), content_type=metrics.CONTENT_TYPE)
+    response["Cache-Control"] = "no-store"
+    return response

@@ -12,7 +12,8 @@ restart", so clients reconnect elsewhere or later; SSE streams end), waits until
 notices, then hands the signal to the server, which stops. A second SIGTERM skips the wait.
 
 With several processes (STATE_BACKEND=redis), the first ASGI event also starts this process's inbox
-(gateway_site.nodes), and the drain stops it last, once the connections it served are gone.
+(gateway_site.nodes), and the drain stops it last, once the connections it served are gone. The first event starts
+the metrics history's sampler too (gateway_site.metrics_history).
 
 Live connections register here with `track()`; each must handle the channel-layer message `{"type":
 "gateway.shutdown"}` sent to its own channel by ending itself (it runs in the connection's own task).
@@ -33,7 +34,7 @@ from typing import Any, Protocol
 
 from django.conf import settings
 
-from gateway_site import nodes, transport
+from gateway_site import metrics_history, nodes, transport
 
 logger = logging.getLogger("gateway")
 
@@ -72,6 +73,10 @@ class Lifecycle:
 
     def live_count(self) -> int:
         return len(self._live)
+
+    def live_connections(self) -> tuple[LiveConnection, ...]:
+        """The sockets and streams open now (gateway_site.metrics counts the streams among them by kind)."""
+        return tuple(self._live)
 
     # -- readiness ---------------------------------------------------------------------------------------------------
 
@@ -178,6 +183,7 @@ class LifecycleMiddleware:
             lifecycle.install_signal_handler(asyncio.get_running_loop())
             if nodes.shared():
                 nodes.inbox.start()  # this process's inbox, read for as long as the loop runs (gateway_site.nodes)
+            metrics_history.start()  # the history of the main series, every 10 s (gateway_site.metrics_history)
         if scope["type"] == "lifespan":
             await _lifespan(receive, send)
             return

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 
+from gateway_site import metrics
 from gateway_site.errors import TooManyRequests
 from gateway_site.kvstore import KeyValueStore, blocking, kv_store
 
@@ -23,17 +24,24 @@ def _window(bucket: str, window: int, now: float | None) -> tuple[KeyValueStore,
     return store, f"{bucket}:{int(current // window)}"
 
 
-async def hit(bucket: str, limit: int, window: int, *, now: float | None = None) -> bool:
+async def hit(bucket: str, limit: int, window: int, *, scope: str = "", now: float | None = None) -> bool:
     """Count one request in `bucket`'s current window; True when it is within `limit`. `incr` is atomic, so
-    concurrent requests (in any process sharing the store) never lose a count."""
+    concurrent requests (in any process sharing the store) never lose a count. A refusal counts in
+    `gateway_rate_limited_total{scope}` when `scope` is given (gateway_site.metrics.RATE_LIMIT_SCOPES)."""
     store, key = _window(bucket, window, now)
-    return await store.incr(key) <= limit
+    return _allowed(await store.incr(key) <= limit, scope)
 
 
-def hit_blocking(bucket: str, limit: int, window: int, *, now: float | None = None) -> bool:
+def hit_blocking(bucket: str, limit: int, window: int, *, scope: str = "", now: float | None = None) -> bool:
     """`hit` for sync code (a worker thread, not the event loop's)."""
     store, key = _window(bucket, window, now)
-    return blocking(store).incr(key) <= limit
+    return _allowed(blocking(store).incr(key) <= limit, scope)
+
+
+def _allowed(allowed: bool, scope: str) -> bool:
+    if not allowed and scope:
+        metrics.rate_limited(scope)
+    return allowed
 
 
 def seconds_left(window: int, *, now: float | None = None) -> int:
@@ -43,7 +51,7 @@ def seconds_left(window: int, *, now: float | None = None) -> int:
     return max(1, math.ceil(window - current % window))
 
 
-def enforce(bucket: str, limit: int, window: int, message: str = "too_many_requests") -> None:
+def enforce(bucket: str, limit: int, window: int, message: str = "too_many_requests", *, scope: str = "") -> None:
     """Raise the contract's 429 (with `Retry-After: <window>`) when `bucket` is over `limit` (sync code)."""
-    if not hit_blocking(bucket, limit, window):
+    if not hit_blocking(bucket, limit, window, scope=scope):
         raise TooManyRequests(message, headers={"Retry-After": str(window)})

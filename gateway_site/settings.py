@@ -166,6 +166,13 @@ GATEWAY_HEALTH_PROVIDERS: list[str] = [
     "tunnels.services.health_counts",
     "shares.services.health_counts",
 ]
+# Providers of the live gauges of /metrics (gateway_site.metrics.LIVE_GAUGES): callables, sync or async, taking nothing
+# and returning some of its keys.
+GATEWAY_METRICS_PROVIDERS: list[str] = [
+    "relay.services.metrics_gauges",
+    "relay.sessions.metrics_gauges",
+    "tunnels.services.metrics_gauges",
+]
 # Ephemeral state, by store (relay.session_store): in this process, or in Redis for several processes.
 GATEWAY_SESSION_STORE = (
     "relay.redis_session_store.RedisSessionStore"

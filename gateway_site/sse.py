@@ -89,6 +89,7 @@ class SseConsumer(AsyncHttpConsumer):
     reader is cut: its connection is aborted, which frees the server's buffer too.
     """
 
+    stream_kind = ""  # what gateway_site.metrics counts the stream as (gateway_sse_streams_open{kind})
     streaming = False
     responded = False  # a response start (stream headers or an error) has been sent
     stream_owner = ""

@@ -12,6 +12,7 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("openapi.yaml", health.openapi, name="openapi"),
+    path("metrics", health.metrics_endpoint, name="metrics"),
     path("gateway/v1/health", health.gateway_health, name="gateway-health"),
     path("", include("oauthapp.urls")),
     path("", include("relay.urls")),

@@ -9,7 +9,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 
-from gateway_site import ratelimit
+from gateway_site import metrics, ratelimit
 from gateway_site.auth import bearer_token
 from gateway_site.clientip import client_ip_from_request
 from gateway_site.errors import BadRequest, json_response
@@ -36,7 +36,7 @@ def _rate_limit(request: HttpRequest) -> None:
     """One shared fixed window of 30 requests per client IP for authorize, token and revoke (docs/protocol/oauth.md
     §11)."""
     window = settings.GATEWAY.ingress_rate_window_seconds
-    ratelimit.enforce(f"oauth:{client_ip_from_request(request)}", OAUTH_LIMIT_PER_WINDOW, window)
+    ratelimit.enforce(f"oauth:{client_ip_from_request(request)}", OAUTH_LIMIT_PER_WINDOW, window, scope="oauth")
 
 
 def _sign_in_page(request: HttpRequest, auth: services.AuthorizeRequest) -> HttpResponse:
@@ -161,6 +161,7 @@ def token(request: HttpRequest) -> HttpResponse:
         body = services.token_client_credentials(client_id=client_id, scope=params.get("scope"))
     else:
         raise BadRequest("unsupported grant_type")
+    metrics.token_issued(grant_type)
     return json_response(body, headers=NO_STORE)
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from django.conf import settings
 
+from gateway_site import metrics
 from gateway_site.errors import ApiError
 from gateway_site.timefmt import rfc3339
 from relay import crypto, delivery, envelope, session_frames
@@ -46,6 +47,7 @@ async def session_agent_frame(*, device_id: str, frame: dict[str, Any], kind: st
     outcome = await _outcome(device_id, frame, kind, identity_key)
     if outcome.event is not None:
         await session_event_publish(*outcome.event)
+        metrics.agent_frame_relayed(len(outcome.event[2]))
     return outcome.replies
 
 
@@ -295,6 +297,7 @@ async def _ack_failed(session_id: str, out: dict[str, Any], message: str) -> Fra
         record["updated_at"] = unix_now()
 
     await sessions.update(session_id, fail)
+    metrics.handshake("failed")
     out["status"] = AGENT_ERROR
     out["error"] = message
     logger.info("agent ack failed", extra={"fields": {"session_id": session_id, "reason": message}})

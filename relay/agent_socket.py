@@ -13,7 +13,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from gateway_site import asgi_http, nodes, safejson
+from gateway_site import asgi_http, metrics, nodes, safejson
 from gateway_site.auth import Principal, check_scopes, principal_from_scope, refuse_websocket
 from gateway_site.contained import ContainedWebsocketConsumer
 from gateway_site.errors import ApiError, FrameworkError
@@ -108,6 +108,7 @@ class AgentConsumer(ContainedWebsocketConsumer):
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         self.last_activity = time.monotonic()
+        metrics.agent_frame_received()
         raw = text_data if text_data is not None else (bytes_data or b"").decode("utf-8", "replace")
         if len(raw) > MAX_FRAME_BYTES or (len(raw) > MAX_FRAME_BYTES // 4 and len(raw.encode()) > MAX_FRAME_BYTES):
             await self.close(code=1009)

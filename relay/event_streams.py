@@ -30,6 +30,8 @@ class DeviceEventsConsumer(SseConsumer):
     """`GET /gateway/v1/devices/events` (docs/protocol/devices-and-shares.md §7): snapshot, then changes at every
     wake."""
 
+    stream_kind = "devices"
+
     async def open_stream(self) -> None:
         self.principal = principal_from_scope(self.scope)
         self.sent: dict[str, str] = {}
@@ -100,6 +102,7 @@ class SessionEventsConsumer(SseConsumer):
     """
 
     QUEUE_SIZE = 64
+    stream_kind = "session"
 
     async def open_stream(self) -> None:
         principal = principal_from_scope(self.scope)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from typing import Any
 
-from gateway_site import asgi_http, outage
+from gateway_site import asgi_http, metrics, outage
 from gateway_site.auth import principal_from_scope
 from gateway_site.errors import ApiError, BadRequest, server_error
 from relay.messaging import session_message_post
@@ -21,6 +22,7 @@ PATH = re.compile(r"^/gateway/v1/sessions/([^/]+)/messages$")
 
 
 async def messages(scope: dict[str, Any], receive: Any, send: Any, session_id: str) -> None:
+    started = time.perf_counter()  # the relay latency runs from here to the write on the agent socket
     body = await asgi_http.read_body(receive)
     try:
         principal = principal_from_scope(scope)
@@ -39,4 +41,5 @@ async def messages(scope: dict[str, Any], receive: Any, send: Any, session_id: s
             logger.exception("message relay failed")
         await asgi_http.respond_error(send, scope, unavailable or server_error())
         return
+    metrics.client_frame_relayed(len(body), started)
     await asgi_http.respond_json(send, scope, 202, response)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
+from gateway_site import metrics
 from gateway_site.auth import Principal
 from gateway_site.errors import ApiError, BadRequest, Conflict, Forbidden, NotFound, TooManyRequests
 from relay import access, crypto, delivery, session_frames
@@ -256,11 +257,13 @@ def verify_ack(session: Session, *, identity_key: str, proof: AckProof) -> None:
 
 
 async def accept_ack(session_id: str, proof: AckProof) -> Session:
-    """Store a verified ack. The first valid ack wins: a later one with another agent key is a 409 (R5)."""
+    """Store a verified ack. The first valid ack wins: a later one with another agent key is a 409 (R5). Only the
+    ack that acknowledges the session counts as a handshake (gateway_site.metrics), not a repeat of it."""
 
-    def store(session: Session) -> None:
+    def store(session: Session) -> bool:
         if session["status"] == ACKNOWLEDGED and session["agent_ephemeral_public_key"] != proof.agent_key:
             raise Conflict("handshake already acknowledged")
+        first = bool(session["status"] != ACKNOWLEDGED)
         session["agent_ephemeral_public_key"] = proof.agent_key
         session["agent_identity_signature"] = proof.signature
         session["transcript_hash"] = proof.transcript_hash
@@ -269,10 +272,13 @@ async def accept_ack(session_id: str, proof: AckProof) -> Session:
         if not session["conversation_id"]:
             session["conversation_id"] = f"conv_{session['session_id']}"
         session["updated_at"] = unix_now()
+        return first
 
-    updated, _ = await sessions.update(session_id, store)
+    updated, first = await sessions.update(session_id, store)
     if updated is None:
         raise NotFound("handshake not found")
+    if first:
+        metrics.handshake("ok")
     return updated
 
 
@@ -306,6 +312,7 @@ async def _ack_http(*, session: Session, identity_key: str, ack: HttpAck) -> Ses
         verify_ack(session, identity_key=identity_key, proof=ack.proof)
     except AckRejected as exc:
         logger.info("agent ack rejected", extra={"fields": {"session_id": session_id, "reason": exc.reason}})
+        metrics.handshake("failed")
         raise
     return await accept_ack(session_id, ack.proof)
 

@@ -203,6 +203,9 @@ class RedisSessionStore:
         ids = await self.client().hkeys(f"{self.prefix}idx")
         return await self._records([str(i) for i in ids])
 
+    async def count(self) -> int:
+        return int(await self.client().hlen(f"{self.prefix}idx"))
+
     async def append_event(self, session_id: str, name: str, data: str, *, max_bytes: int | None = None) -> int:
         p = self.prefix
         keys = [f"{p}ev:{session_id}", f"{p}evb:{session_id}", f"{p}evid"]

@@ -191,6 +191,11 @@ def health_counts(principal: Principal) -> dict[str, int]:
     return {"devices": owned_device_count(principal.uid), "agents": agents.count()}
 
 
+def metrics_gauges() -> dict[str, float]:
+    """The relay's live gauge of /metrics (gateway_site.metrics): this process's agent sockets."""
+    return {"agents_connected": agents.count()}
+
+
 # -- deletion (docs/protocol/decisions.md D1) --------------------------------------------------------------------------
 
 

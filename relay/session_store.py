@@ -84,6 +84,10 @@ class SessionStore(Protocol):
 
     async def all(self) -> list[Session]: ...
 
+    async def count(self) -> int:
+        """How many sessions the store holds."""
+        ...
+
     async def append_event(self, session_id: str, name: str, data: str, *, max_bytes: int | None = None) -> int:
         """Add one event to the backlog and return its id. The newest 1000 events are kept and, with `max_bytes`,
         no more than that many bytes of them (oldest dropped first; the newest is always kept)."""
@@ -193,6 +197,9 @@ class MemorySessionStore:
     async def all(self) -> list[Session]:
         with self._lock:
             return list(self._records.values())
+
+    async def count(self) -> int:
+        return len(self._records)
 
     async def append_event(self, session_id: str, name: str, data: str, *, max_bytes: int | None = None) -> int:
         with self._lock:  # the id order and the backlog order must agree

@@ -141,3 +141,9 @@ async def health_counts(principal: Principal) -> dict[str, int]:
     """`sessions` (owned by the caller as device owner) and node-wide `event_backlogs`."""
     owned = sum(1 for s in await sessions.all() if s["owner_uid"] == principal.uid)
     return {"sessions": owned, "event_backlogs": await sessions.backlog_count()}
+
+
+async def metrics_gauges() -> dict[str, float]:
+    """`sessions_live` of /metrics (gateway_site.metrics): the sessions in the store, which in Redis mode is the
+    whole deployment's (every process reports the same number)."""
+    return {"sessions_live": await sessions.count()}

@@ -66,8 +66,8 @@ def _canonical(name: str) -> str:
     return "-".join(part.capitalize() for part in name.split("-"))
 
 
-async def _allowed(bucket: str, limit: int) -> bool:
-    return await ratelimit.hit(bucket, limit, settings.GATEWAY.ingress_rate_window_seconds)
+async def _allowed(bucket: str, limit: int, scope: str) -> bool:
+    return await ratelimit.hit(bucket, limit, settings.GATEWAY.ingress_rate_window_seconds, scope=scope)
 
 
 def _retry_after() -> dict[str, str]:
@@ -165,7 +165,7 @@ async def _ingress(scope: dict[str, Any], receive: Any, send: Any, route_id: str
     if not tokens.ROUTE_ID_RE.fullmatch(route_id) or not route_token or len(route_token) > MAX_TOKEN_LENGTH:
         await _plain(send, scope, 404)
         return
-    if not await _allowed(f"ingress:ip:{client_ip_from_scope(scope)}", config.ingress_ip_limit_per_window):
+    if not await _allowed(f"ingress:ip:{client_ip_from_scope(scope)}", config.ingress_ip_limit_per_window, "ip"):
         await _plain(send, scope, 429, _retry_after())
         return
     try:
@@ -173,8 +173,8 @@ async def _ingress(scope: dict[str, Any], receive: Any, send: Any, route_id: str
     except services.IngressRefused as refused:
         await _refuse(send, scope, refused)
         return
-    if not await _allowed(f"ingress:route:{route_id}", config.ingress_route_limit_per_window) or not await _allowed(
-        "ingress:global", config.ingress_global_limit_per_window
+    if not await _allowed(f"ingress:route:{route_id}", config.ingress_route_limit_per_window, "route") or not (
+        await _allowed("ingress:global", config.ingress_global_limit_per_window, "global")
     ):
         await _plain(send, scope, 429, _retry_after())
         return

@@ -562,3 +562,10 @@ def health_counts(principal: Principal) -> dict[str, int]:
         "tunnels": tunnels.count(),
         "inflight": inflight.count(),
     }
+
+
+def metrics_gauges() -> dict[str, float]:
+    """The tunnels' live gauge of /metrics (gateway_site.metrics): this process's tunnel sockets."""
+    from tunnels.registry import tunnels
+
+    return {"tunnels_connected": tunnels.count()}

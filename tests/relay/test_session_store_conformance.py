@@ -62,6 +62,17 @@ async def test_update_applies_returns_and_leaves_nothing_behind_when_the_mutatio
     assert current is not None and current["status"] == "agent_acknowledged"
 
 
+async def test_count_follows_creates_and_deletes(store):
+    assert await store.count() == 0
+    for i in range(3):
+        await store.create(record(f"s{i}"))
+    await store.create(record("s0"))  # already there: not a second session
+    assert await store.count() == 3
+    await store.delete("s1")
+    await store.delete("absent")
+    assert await store.count() == 2
+
+
 async def test_a_held_record_never_changes_under_its_holder(store):
     held, _ = await store.create(record("s1"))
     await store.update("s1", lambda r: r.update(seq=7))
