@@ -90,6 +90,7 @@ VARIABLES = (
     "SHUTDOWN_TIMEOUT_SECONDS",
     "SHUTDOWN_DRAIN_SECONDS",
     "WEB_CONCURRENCY",
+    "OPERATOR_EMAILS",
 )
 
 _TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
@@ -161,6 +162,8 @@ class GatewayConfig:
     shutdown_timeout_seconds: int = 10
     shutdown_drain_seconds: int = 0
     web_concurrency: int = 1
+    # Verified emails whose users may open the operator console (oidc/firebase modes only; docs/operations.md).
+    operator_emails: tuple[str, ...] = ()
 
     @property
     def database_in_memory(self) -> bool:
@@ -435,6 +438,14 @@ def load_config(environ_map: Mapping[str, str]) -> GatewayConfig:
         if parts.hostname.lower() == (urlsplit(public_base_url).hostname or "").lower():
             raise ConfigError("INGRESS_BASE_URL must name a host other than PUBLIC_BASE_URL's")
 
+    operator_emails = []
+    for entry in read.csv("OPERATOR_EMAILS", ()):
+        email = entry.lower()
+        local, at, domain = email.partition("@")
+        if not (at and local and domain) or "@" in domain or any(c.isspace() for c in email) or len(email) > 320:
+            raise ConfigError(f'OPERATOR_EMAILS entry "{entry}" is not an email address')
+        operator_emails.append(email)
+
     return GatewayConfig(
         port=int(port_raw),
         public_base_url=public_base_url,
@@ -488,4 +499,5 @@ def load_config(environ_map: Mapping[str, str]) -> GatewayConfig:
         shutdown_timeout_seconds=read.bounded("SHUTDOWN_TIMEOUT_SECONDS", 10, 1, 300),
         shutdown_drain_seconds=read.bounded("SHUTDOWN_DRAIN_SECONDS", 0, 0, 300),
         web_concurrency=read.bounded("WEB_CONCURRENCY", 1, 1, 1024),
+        operator_emails=tuple(dict.fromkeys(operator_emails)),
     )
