@@ -17,7 +17,7 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from django.conf import settings
-from django.db.models import Count
+from django.db.models import Count, F
 
 from gateway_site.auth import Principal
 from gateway_site.errors import BadRequest, Forbidden, NotFound
@@ -134,7 +134,7 @@ def users() -> dict[str, Any]:
     """Every user (a signed-in identity, or the owner of a device): uid, email, devices, last seen. Last seen is the
     later of the last token issued to the user (sign-in, refresh) and the last sign of life of one of the user's
     agents (docs/operations.md)."""
-    rows = {u.uid: u for u in User.objects.order_by("-last_seen_at", "uid")[: LIST_LIMIT + 1]}
+    rows = {u.uid: u for u in User.objects.order_by(F("last_seen_at").desc(nulls_last=True), "uid")[: LIST_LIMIT + 1]}
     owned = dict(Device.objects.values_list("owner_uid").annotate(n=Count("device_id")).values_list("owner_uid", "n"))
     uids = list(rows) + sorted(uid for uid in owned if uid not in rows)
     truncated = len(uids) > LIST_LIMIT
