@@ -92,6 +92,7 @@ VARIABLES = (
     "WEB_CONCURRENCY",
     "METRICS_TOKEN",
     "METRICS_ENABLED",
+    "OPERATOR_EMAILS",
 )
 
 _TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
@@ -168,6 +169,8 @@ class GatewayConfig:
     web_concurrency: int = 1
     metrics_token: str = field(default="", repr=False)
     metrics_enabled: bool = True
+    # Verified emails whose users may open the operator console (oidc/firebase modes only; docs/operations.md).
+    operator_emails: tuple[str, ...] = ()
 
     @property
     def database_in_memory(self) -> bool:
@@ -447,6 +450,14 @@ def load_config(environ_map: Mapping[str, str]) -> GatewayConfig:
             f"METRICS_TOKEN must be at least {METRICS_TOKEN_MIN_LENGTH} characters of visible ASCII, without spaces"
         )
 
+    operator_emails = []
+    for entry in read.csv("OPERATOR_EMAILS", ()):
+        email = entry.lower()
+        local, at, domain = email.partition("@")
+        if not (at and local and domain) or "@" in domain or any(c.isspace() for c in email) or len(email) > 320:
+            raise ConfigError(f'OPERATOR_EMAILS entry "{entry}" is not an email address')
+        operator_emails.append(email)
+
     return GatewayConfig(
         port=int(port_raw),
         public_base_url=public_base_url,
@@ -502,4 +513,5 @@ def load_config(environ_map: Mapping[str, str]) -> GatewayConfig:
         web_concurrency=read.bounded("WEB_CONCURRENCY", 1, 1, 1024),
         metrics_token=metrics_token,
         metrics_enabled=read.boolean("METRICS_ENABLED", True),
+        operator_emails=tuple(dict.fromkeys(operator_emails)),
     )

@@ -138,6 +138,9 @@ CORS_ALLOW_HEADERS = [
     "X-Idempotency-Key",
 ]
 CORS_PREFLIGHT_MAX_AGE = 0
+# The operator console and its API are same-origin only: no CORS headers there, whatever ALLOW_ORIGINS says, so no
+# other origin can read an operator answer or send the operator CSRF header (docs/operations.md).
+CORS_URLS_REGEX = r"^(?!/console/operator(/|$)).*$"
 
 # Security headers. Behind a TLS-terminating proxy the public base URL is https and the proxy says so.
 if GATEWAY.public_base_is_https:

@@ -1,6 +1,7 @@
 """Durable OAuth entities of our own. Codes and refresh tokens are django-oauth-toolkit's `Grant` and `RefreshToken`.
 
-- `User`: one row per signed-in identity, keyed by the uid (`sub`) that every ownership check compares.
+- `User`: one row per signed-in identity, keyed by the uid (`sub`) that every ownership check compares, with the email
+  of the latest sign-in (and whether the identity provider verified it) and when tokens were last issued to it.
 - `TokenFamily`: the identity and scope captured at sign-in, shared by every refresh token of one rotation chain
   (DOT's `RefreshToken.token_family` points here), so a refreshed access token carries the original claims.
 """
@@ -12,8 +13,10 @@ from typing import ClassVar
 
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager
 from django.db import models
+from django.utils import timezone
 
 UID_MAX_LENGTH = 255
+EMAIL_MAX_LENGTH = 320
 
 
 class UserManager(BaseUserManager["User"]):
@@ -24,12 +27,27 @@ class UserManager(BaseUserManager["User"]):
             user.save(update_fields=["password"])
         return user
 
+    def seen(self, uid: str, *, email: str | None = None, email_verified: bool = False) -> None:
+        """Tokens were just issued to `uid` (sign-in, refresh, client credentials): record when, and with `email`
+        the address of this sign-in (docs/operations.md, "last seen")."""
+        changes: dict[str, object] = {"last_seen_at": timezone.now()}
+        if email is not None:
+            changes.update(email=email[:EMAIL_MAX_LENGTH], email_verified=email_verified and bool(email))
+        if not self.filter(uid=uid).update(**changes):
+            user = self.for_uid(uid)
+            self.filter(pk=user.pk).update(**changes)
+
 
 class User(AbstractBaseUser):
     """A gateway identity. Sign-in happens at the upstream provider (or demo); there are no local passwords."""
 
     uid = models.CharField(max_length=UID_MAX_LENGTH, unique=True)
     created = models.DateTimeField(auto_now_add=True)
+    # The email of the latest sign-in; `email_verified` only when an identity provider vouched for it (oidc and
+    # firebase modes drop unverified addresses, docs/protocol/oauth.md §3.3; demo-mode addresses are never verified).
+    email = models.CharField(max_length=320, blank=True)
+    email_verified = models.BooleanField(default=False)
+    last_seen_at = models.DateTimeField(null=True)
 
     USERNAME_FIELD = "uid"
     REQUIRED_FIELDS: ClassVar[list[str]] = []

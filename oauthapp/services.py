@@ -235,6 +235,8 @@ def token_exchange_code(*, code: str, client_id: str, redirect_uri: str, code_ve
         )
         refresh, _ = _new_refresh_token(user=grant.user, application=grant.application, family=family)
     identity = Identity(uid=family.uid, email=family.email, name=family.name)
+    # An email reaches a family in oidc/firebase mode only when the provider verified it (oauthapp.verifiers).
+    User.objects.seen(family.uid, email=family.email, email_verified=family.auth_mode in ("oidc", "firebase"))
     return _token_response(identity, grant.scope, refresh)
 
 
@@ -284,6 +286,7 @@ def token_refresh(*, refresh_token: str, client_id: str) -> dict[str, Any]:
         _revoke_family(family.id)
         raise _refresh_failed()
     identity = Identity(uid=family.uid, email=family.email, name=family.name)
+    User.objects.seen(family.uid)
     return _token_response(identity, family.scope, replacement)
 
 
@@ -296,6 +299,7 @@ def token_client_credentials(*, client_id: str, scope: str) -> dict[str, Any]:
     if len(f"client:{client}") > UID_MAX_LENGTH:  # the subject is stored as an owner id (255 characters)
         raise BadRequest("invalid_request", error_description="client_id is too long")
     identity = Identity(uid=f"client:{client}", email="", name=client)
+    User.objects.seen(identity.uid)
     return _token_response(identity, client_credentials_scope(scope), None)
 
 
@@ -313,6 +317,21 @@ def token_revoke(*, token: str, client_id: str) -> None:
     if stored_client and stored_client != (client_id or config.oauth_default_client_id):
         raise Unauthorized("invalid_client")
     row.delete()
+
+
+def tokens_revoke_all_of_user(uid: str) -> int:
+    """The operator revokes every sign-in of `uid` (docs/operations.md): each refresh-token family of the user goes,
+    tombstones included, with its pending authorization codes, so no new access token can be issued from them.
+    Access tokens already issued are stateless and stay valid until they expire. Returns how many live refresh tokens
+    were revoked."""
+    families = list(TokenFamily.objects.filter(uid=uid).values_list("id", flat=True))
+    with transaction.atomic():
+        rows = RefreshToken.objects.filter(token_family__in=families) | RefreshToken.objects.filter(user__uid=uid)
+        live: int = rows.filter(revoked__isnull=True).count()
+        rows.delete()
+        Grant.objects.filter(user__uid=uid).delete()
+        TokenFamily.objects.filter(id__in=families).delete()
+    return live
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ READ_DEADLINE_SECONDS = 60
 DRAIN_SECONDS = 5.0  # how long a closing socket's queued frames may still take (Redis mode)
 MAX_FRAME_BYTES = 4 * 1024 * 1024  # as the HTTP body cap; the production commands let servers take up to 8 MiB
 CLOSE_REPLACED = (1000, "replaced_by_new_connection")
+CLOSE_DISCONNECTED = (1008, "disconnected_by_operator")  # docs/protocol/relay.md §5.3
 
 
 def transport_renewal_seconds(ttl: int) -> float:
@@ -180,6 +181,13 @@ class AgentConsumer(ContainedWebsocketConsumer):
         await self._unregister(mark_offline=True)
         with contextlib.suppress(Exception):
             await self.close(code=1000, reason="device_deleted")
+
+    async def close_disconnected(self) -> None:
+        """An operator disconnected the agent (docs/operations.md): the device goes offline; the agent may reconnect."""
+        code, reason = CLOSE_DISCONNECTED
+        await self._unregister(mark_offline=True)
+        with contextlib.suppress(Exception):
+            await self.close(code=code, reason=reason)
 
     async def _drop(self) -> None:
         await self._unregister(mark_offline=True)

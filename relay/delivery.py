@@ -11,7 +11,8 @@ shared state and reaches through that process's inbox (gateway_site.nodes):
   store next to its backlog (the hot path's one atomic step returns them with the event id); a publisher serves its
   own streams directly and sends one message to each other follower's inbox (events keep their order per publisher);
 - a replaced socket (`replaced_by_new_connection`) is closed by the process presence names, if it still holds that
-  very socket; a deleted device's socket is closed by whichever process holds it.
+  very socket, and so is one an operator disconnects; a deleted device's socket is closed by whichever process holds
+  it.
 
 A socket is named by its address (gateway_site.nodes.address), unique across processes: presence records it, and so
 does a session for the socket its handshake request went to.
@@ -36,6 +37,7 @@ from relay.stores import presence
 
 AGENT_SEND = "relay.agent_send"
 AGENT_REPLACED = "relay.agent_replaced"
+AGENT_DISCONNECT = "relay.agent_disconnect"
 DEVICE_DELETED = "relay.device_deleted"
 SESSION_EVENTS = "relay.session_events"
 SESSION_END = "relay.session_end"
@@ -117,6 +119,25 @@ async def close_device(device_id: str) -> None:
         await socket.close_deleted()
     if nodes.shared():
         await inbox.broadcast({"type": DEVICE_DELETED, "device_id": device_id})
+
+
+async def disconnect_agent(device_id: str) -> bool:
+    """An operator disconnects the device's agent socket (`1008 disconnected_by_operator`, docs/protocol/relay.md
+    §5.3), in whichever process holds it; False when no process holds one (as far as presence knows)."""
+    socket = agents.get(device_id)
+    if socket is not None:
+        await socket.close_disconnected()
+        return True
+    if not nodes.shared():
+        return False
+    address = await _holder(device_id)
+    if address is None:
+        return False
+    connection_id, node_id = nodes.split(address)
+    if not nodes.elsewhere(node_id):
+        return False
+    message = {"type": AGENT_DISCONNECT, "device_id": device_id, "connection_id": connection_id}
+    return await inbox.send(node_id, message)
 
 
 # -- device-event streams (channel-layer groups per user: they reach every process already) --------------------------
@@ -249,6 +270,12 @@ async def _on_agent_replaced(message: dict[str, Any]) -> None:
         await socket.close_replaced()
 
 
+async def _on_agent_disconnect(message: dict[str, Any]) -> None:
+    socket = agents.get(str(message.get("device_id")))
+    if socket is not None and socket.connection_id == message.get("connection_id"):
+        await socket.close_disconnected()
+
+
 async def _on_device_deleted(message: dict[str, Any]) -> None:
     socket = agents.get(str(message.get("device_id")))
     if socket is not None:
@@ -278,6 +305,7 @@ def listen() -> None:
     """Serve the relay's messages from other processes (called once, when the app loads)."""
     inbox.handle(AGENT_SEND, _on_agent_send)
     inbox.handle(AGENT_REPLACED, _on_agent_replaced)
+    inbox.handle(AGENT_DISCONNECT, _on_agent_disconnect)
     inbox.handle(DEVICE_DELETED, _on_device_deleted)
     inbox.handle(SESSION_EVENTS, _on_session_events, ordered=True)
     inbox.handle(SESSION_END, _on_session_end, ordered=True)

@@ -20,6 +20,8 @@ class AgentSocket(Protocol):
 
     async def close_deleted(self) -> None: ...
 
+    async def close_disconnected(self) -> None: ...
+
 
 class AgentRegistry:
     def __init__(self) -> None:
@@ -43,6 +45,9 @@ class AgentRegistry:
 
     def count(self) -> int:
         return len(self._by_device)
+
+    def devices(self) -> list[str]:
+        return list(self._by_device)
 
     def count_for_owner(self, owner_uid: str, *, excluding_device: str = "") -> int:
         return sum(1 for s in self._by_device.values() if s.owner_uid == owner_uid and s.device_id != excluding_device)

@@ -26,3 +26,15 @@ async def sessions_device_deleted(device_id: str) -> None:
     """The device is gone: its sessions go too, and their streams end with `device_deleted` (decisions.md D1)."""
     for session_id in await sessions.sessions_of_device_delete(device_id):
         await delivery.end_session_streams(session_id, "device_deleted")
+
+
+async def sessions_of_user_end(uid: str, reason: str) -> list[str]:
+    """An operator revoked `uid` (docs/operations.md): the sessions on the user's devices and those the user opened
+    are deleted, and their streams end with `reason` (decisions.md R4); returns their ids."""
+    ended = []
+    for session in await store.all():
+        mine = uid in (session.get("owner_uid"), session.get("created_by"))
+        if mine and await store.delete(session["session_id"]) is not None:
+            ended.append(session["session_id"])
+            await delivery.end_session_streams(session["session_id"], reason)
+    return ended

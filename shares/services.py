@@ -15,6 +15,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 
 from gateway_site.auth import Principal
 from gateway_site.errors import BadRequest, Conflict, Forbidden, Gone, NotFound, TooManyRequests
@@ -264,6 +265,25 @@ def grant_revoke(*, principal: Principal, grant_id: str) -> GrantEnded:
 def grant_leave(*, principal: Principal, grant_id: str) -> GrantEnded:
     """§9.5: the grantee leaves an active grant; the result is the same `revoked` status."""
     return _end_grant(grant_id=grant_id, principal=principal, as_owner=False)
+
+
+def grants_revoke_all_of_user(*, uid: str, revoked_by: str) -> list[GrantEnded]:
+    """An operator revokes everything of `uid` (docs/operations.md): every pending or active grant the user gave, and
+    every one the user holds, is revoked. Returns the grants that changed; the caller ends their grantees' access."""
+    now = _now()
+    with transaction.atomic():
+        grants = list(
+            Grant.objects.select_for_update()
+            .filter(status__in=[Grant.PENDING, Grant.ACTIVE])
+            .filter(Q(owner_uid=uid) | Q(grantee_uid=uid))
+        )
+        Grant.objects.filter(pk__in=[g.pk for g in grants]).update(
+            status=Grant.REVOKED, revoked_at=now, revoked_by_uid=revoked_by, updated_at=now
+        )
+    for grant in grants:
+        if grant.grantee_uid:
+            access.forget_access(grant.device_id, grant.grantee_uid)
+    return [GrantEnded(g.grant_id, g.device_id, g.grantee_uid, changed=True) for g in grants]
 
 
 def health_counts(principal: Principal) -> dict[str, int]:

@@ -146,19 +146,46 @@ async def _relay(send: Any, scope: dict[str, Any], answer: dict[str, Any]) -> No
     await asgi_http.respond(send, scope, status, body, content_type, [*SANDBOX_HEADERS, *chosen.values()])
 
 
+class _Answer:
+    """What ingress answered: the status it sent, and whether the route's token was accepted (only then does the
+    answer count for the route, docs/operations.md)."""
+
+    __slots__ = ("counted", "status")
+
+    def __init__(self) -> None:
+        self.status = 0
+        self.counted = False
+
+
 async def ingress(scope: dict[str, Any], receive: Any, send: Any, route_id: str, route_token: str) -> None:
     """One webhook; when the shared state (Redis) is down, `503 {"error":"state_unavailable"}` in JSON
     (docs/scaling.md "When Redis is down"): every answer is sent last, so nothing was sent yet when a call fails."""
+    answer = _Answer()
+
+    async def recording_send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            answer.status = int(message["status"])
+        await send(message)
+
     try:
-        await _ingress(scope, receive, send, route_id, route_token)
+        await _ingress(scope, receive, recording_send, route_id, route_token, answer)
     except Exception as exc:
         unavailable = outage.unavailable(exc)
         if unavailable is None:
             raise
         await asgi_http.respond_error(send, scope, unavailable, SANDBOX_HEADERS)
+        return
+    if answer.counted and answer.status:
+        try:  # the answer is already on its way: counting it must neither delay nor fail it
+            await services.ingress_count(route_id, answer.status)
+        except Exception as exc:
+            if outage.unavailable(exc) is None:
+                logger.warning("route answer not counted", exc_info=True, extra={"fields": {"route_id": route_id}})
 
 
-async def _ingress(scope: dict[str, Any], receive: Any, send: Any, route_id: str, route_token: str) -> None:
+async def _ingress(
+    scope: dict[str, Any], receive: Any, send: Any, route_id: str, route_token: str, answer: _Answer
+) -> None:
     """The order of checks of decisions.md H2: nothing is counted or stored for a malformed id, an unknown route or a
     wrong token uses only the caller's IP budget, and no body is read before the route accepts its declared size."""
     config = settings.GATEWAY
@@ -173,6 +200,7 @@ async def _ingress(scope: dict[str, Any], receive: Any, send: Any, route_id: str
     except services.IngressRefused as refused:
         await _refuse(send, scope, refused)
         return
+    answer.counted = True
     if not await _allowed(f"ingress:route:{route_id}", config.ingress_route_limit_per_window, "route") or not (
         await _allowed("ingress:global", config.ingress_global_limit_per_window, "global")
     ):

@@ -30,6 +30,9 @@ class IntegrationRoute(models.Model):
     # Set when the owner disabled the route through the API (PUT status inactive): then, unlike a tunnel's own
     # deactivation, a reconnecting tunnel may not turn it back on (docs/protocol/tunnels.md §9 [S]).
     owner_disabled = models.BooleanField(default=False)
+    # Set by an operator (docs/operations.md): ingress refuses the route's webhooks with 503 while the tunnel keeps its
+    # activation, so enabling the route again restores delivery at once.
+    operator_disabled = models.BooleanField(default=False)
     version = models.IntegerField(default=1)
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -14,10 +15,11 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 
 from gateway_site import dblocks
 from gateway_site.auth import Principal
-from gateway_site.errors import ApiError, PlainError
+from gateway_site.errors import ApiError, NotFound, PlainError
 from gateway_site.ids import canonical_email, is_valid_id
 from gateway_site.kvstore import KeyValueStore, blocking, kv_store
 from gateway_site.leases import leases
@@ -470,6 +472,7 @@ def read_snapshot(route_id: str) -> dict[str, Any]:
         "token_expires_at": route.token_expires_at.timestamp(),
         "deadline_ms": route.deadline_ms,
         "max_body_bytes": route.max_body_bytes,
+        "operator_disabled": route.operator_disabled,
     }
 
 
@@ -508,7 +511,8 @@ def ingress_check(snapshot: dict[str, Any], token: str) -> IngressRoute:
         snapshot["owner_uid"],
         snapshot["deadline_ms"],
         snapshot["max_body_bytes"],
-        snapshot["status"] == IntegrationRoute.ACTIVE,
+        # A route an operator disabled answers as an inactive one (503, docs/protocol/tunnels.md §4).
+        snapshot["status"] == IntegrationRoute.ACTIVE and not snapshot.get("operator_disabled"),
     )
 
 
@@ -523,6 +527,68 @@ async def ingress_mark_used_soon(route_id: str) -> None:
     precision anyway."""
     if await kv_store("route-used", ttl=1, max_entries=MAX_SNAPSHOTS).add(route_id):
         asyncio.ensure_future(sync_to_async(ingress_mark_used)(route_id))
+
+
+# Answers per route, for operators (docs/operations.md): one counter per route, UTC day and class of status, in a
+# key/value store every process shares. Ingress adds one increment per answered webhook, after the answer is sent.
+ANSWER_CLASSES = ("2xx", "4xx", "5xx", "429")
+ANSWER_COUNTER_TTL_SECONDS = 2 * 86400
+
+
+def _answers() -> KeyValueStore:
+    return kv_store("route-answers", ttl=ANSWER_COUNTER_TTL_SECONDS, max_entries=4 * MAX_SNAPSHOTS)
+
+
+def answer_class(status: int) -> str | None:
+    """The counter an answer with `status` goes to: 429 on its own, then 2xx, 4xx, 5xx; None for others."""
+    if status == 429:
+        return "429"
+    return {2: "2xx", 4: "4xx", 5: "5xx"}.get(status // 100)
+
+
+def _answer_day(now: float | None = None) -> str:
+    return time.strftime("%Y%m%d", time.gmtime(time.time() if now is None else now))
+
+
+async def ingress_count(route_id: str, status: int) -> None:
+    """Count one answer of the route's (a webhook whose token was accepted)."""
+    kind = answer_class(status)
+    if kind is not None:
+        await _answers().incr(f"{route_id}:{_answer_day()}:{kind}")
+
+
+async def route_answer_counts(route_id: str) -> dict[str, int]:
+    """Today's (UTC) answers of the route, by class."""
+    store, day = _answers(), _answer_day()
+    values = await asyncio.gather(*(store.get(f"{route_id}:{day}:{kind}") for kind in ANSWER_CLASSES))
+    return {kind: int(value or 0) for kind, value in zip(ANSWER_CLASSES, values, strict=True)}
+
+
+def route_operator_disable(route_id: str, *, disabled: bool) -> IntegrationRoute:
+    """An operator disables (or enables again) the route: ingress answers its webhooks with 503 while it is disabled;
+    its tunnel keeps the activation. Raises NotFound for an unknown route."""
+    route = IntegrationRoute.objects.filter(route_id=route_id).first()
+    if route is None:
+        raise NotFound(f"unknown route: {route_id}")
+    if route.operator_disabled != disabled:
+        route = _save_versioned(route, operator_disabled=disabled, updated_at=_now())
+    else:
+        forget_snapshot(route_id)
+    logger.info("route disabled" if disabled else "route enabled", extra={"fields": {"route_id": route_id}})
+    return route
+
+
+def routes_operator_disable_of_owner(owner_uid: str) -> list[str]:
+    """Every route of `owner_uid` is disabled (operator revoke); returns the ids of those that were not already."""
+    ids = list(
+        IntegrationRoute.objects.filter(owner_uid=owner_uid, operator_disabled=False).values_list("route_id", flat=True)
+    )
+    IntegrationRoute.objects.filter(route_id__in=ids).update(
+        operator_disabled=True, version=F("version") + 1, updated_at=_now()
+    )
+    for route_id in ids:
+        forget_snapshot(route_id)
+    return ids
 
 
 # Webhooks in flight have a share per route and per owner (decisions.md H3), counted across every process as leases

@@ -355,3 +355,15 @@ def test_a_bad_ingress_base_url_stops_start_up(value, message):
 def test_oauth_client_strings_fit_their_column(name):
     assert getattr(config(**{name: "c" * 255}), name.lower()) == "c" * 255
     assert error_of(JWT_SIGNING_KEY=KEY, **{name: "c" * 256}) == f"{name} must be at most 255 characters"
+
+
+def test_operator_emails_are_lowercased_and_deduplicated():
+    assert config().operator_emails == ()
+    emails = config(OPERATOR_EMAILS=" Boss@Example.com, ops@example.com,boss@example.com ,").operator_emails
+    assert emails == ("boss@example.com", "ops@example.com")
+
+
+@pytest.mark.parametrize("entry", ["boss", "@example.com", "boss@", "a@b@c", "bo ss@example.com", "x" * 320 + "@e.c"])
+def test_an_operator_email_that_is_no_email_stops_start_up(entry):
+    message = error_of(JWT_SIGNING_KEY=KEY, OPERATOR_EMAILS=f"ok@example.com,{entry}")
+    assert message == f'OPERATOR_EMAILS entry "{entry}" is not an email address'

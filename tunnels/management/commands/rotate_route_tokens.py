@@ -9,17 +9,12 @@ unknown (then nothing is rotated).
 
 from __future__ import annotations
 
-import contextlib
-import json
-import urllib.error
-import urllib.request
 from typing import Any
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from gateway_site import operator_client
 from gateway_site.errors import ApiError
-from gateway_site.operator import mint_operator_token
 from tunnels import services, tokens
 
 
@@ -33,13 +28,9 @@ class Command(BaseCommand):
         parser.add_argument("--owner", default="", help="rotate every route of this owner uid")
         parser.add_argument("--expired", action="store_true", help="rotate every route whose token has expired")
         parser.add_argument("--grace", type=int, default=300, help="seconds the old token keeps working (0-1800)")
-        parser.add_argument(
-            "--via",
-            choices=("auto", "http", "db"),
-            default="auto",
-            help="auto: HTTP to the running gateway when the database is in memory, else the database",
+        operator_client.add_target_arguments(
+            parser, auto_help="auto: HTTP to the running gateway when the database is in memory, else the database"
         )
-        parser.add_argument("--url", default="", help="the running gateway (default http://127.0.0.1:$PORT)")
 
     def handle(self, *args: Any, **options: Any) -> None:
         route_ids = [rid.strip() for rid in options["route"]]
@@ -50,13 +41,7 @@ class Command(BaseCommand):
             raise CommandError(f"malformed route id: {', '.join(malformed)} (expected rt_ and 32 hex digits)")
         if not 0 <= options["grace"] <= 1800:
             raise CommandError("--grace must be between 0 and 1800")
-        via = options["via"]
-        if via == "auto":
-            via = "http" if settings.GATEWAY.database_in_memory else "db"
-        elif via == "db" and settings.GATEWAY.database_in_memory:
-            raise CommandError(
-                "--via db needs a persistent DATABASE_URL: the in-memory database lives inside the server process"
-            )
+        via = operator_client.resolve_via(options["via"], live_state=False)
         selection = {
             "route_ids": route_ids,
             "owner_uid": options["owner"],
@@ -78,31 +63,5 @@ class Command(BaseCommand):
             raise CommandError(exc.message) from None
 
     def _over_http(self, url: str, selection: dict[str, Any]) -> list[dict[str, Any]]:
-        base = (url or f"http://127.0.0.1:{settings.GATEWAY.port}").rstrip("/")
-        issuer = str(self._call(base, "/.well-known/openid-configuration").get("issuer") or "")
-        answer = self._call(
-            base,
-            "/operator/routes/rotate-tokens",
-            body=selection,
-            headers={"Authorization": f"Bearer {mint_operator_token(issuer=issuer)}"},
-        )
+        answer = operator_client.operator_call(url, "/operator/routes/rotate-tokens", body=selection)
         return list(answer["rotated"])
-
-    @staticmethod
-    def _call(base: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> dict[str, Any]:
-        request = urllib.request.Request(  # noqa: S310 - an operator-given http(s) URL
-            base + path,
-            data=None if body is None else json.dumps(body).encode(),
-            headers={"Content-Type": "application/json", **(headers or {})},
-            method="GET" if body is None else "POST",
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
-                return dict(json.loads(response.read()))
-        except urllib.error.HTTPError as exc:
-            detail = exc.read().decode(errors="replace")
-            with contextlib.suppress(ValueError, KeyError, TypeError):
-                detail = str(json.loads(detail)["error"])
-            raise CommandError(f"the gateway refused: {exc.code} {detail}") from None
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            raise CommandError(f"cannot reach the gateway at {base}: {exc}") from None
