@@ -102,8 +102,7 @@ def micro(calls: int = 200_000) -> dict[str, float]:
         return round(min(timeit.repeat(case, number=calls, repeat=5)) / calls * 1e9)
 
     def agent_frame() -> None:
-        metrics.agent_frame_received()
-        metrics.agent_frame_relayed(512)
+        metrics.agent_frame_relayed(512, metrics.agent_frame_received())
 
     started = time.perf_counter()
     metrics.configure(node_id="bench", enabled=True)

@@ -19,6 +19,7 @@ from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.db.models import Count, F
 
+from gateway_site import metrics_history
 from gateway_site.auth import Principal
 from gateway_site.errors import BadRequest, Forbidden, NotFound
 from gateway_site.ids import canonical_email, is_valid_id
@@ -80,10 +81,29 @@ def command_operator(claims: dict[str, Any]) -> str:
 
 
 def history() -> list[dict[str, Any]]:
-    """The metrics sampler's points of the last 15 minutes, oldest first, each `{t, agents, tunnels, streams,
-    sessions, frames_a2c_per_s, frames_c2a_per_s, ingress_per_s, ingress_5xx_per_s, rate_limited_per_s,
-    relay_p99_ms}`; none until the sampler is wired in."""
-    return []
+    """The metrics sampler's points of the last 15 minutes (gateway_site.metrics_history, this process), oldest
+    first, each `{t, agents, tunnels, streams, sessions, frames_a2c_per_s, frames_c2a_per_s, ingress_per_s,
+    ingress_5xx_per_s, rate_limited_per_s, relay_p99_ms}` (the slower direction's p99; None without frames)."""
+    return [_chart_point(point) for point in metrics_history.history()["points"]]
+
+
+def _chart_point(point: dict[str, Any]) -> dict[str, Any]:
+    frames = point.get("frames_per_second") or {}
+    p99s = [v.get("p99_ms") for v in (point.get("relay_latency") or {}).values()]
+    measured = [p99 for p99 in p99s if p99 is not None]
+    return {
+        "t": point.get("at"),
+        "agents": point.get("agents"),
+        "tunnels": point.get("tunnels"),
+        "streams": sum(n or 0 for n in (point.get("streams") or {}).values()),
+        "sessions": point.get("sessions"),
+        "frames_a2c_per_s": frames.get("agent_to_client"),
+        "frames_c2a_per_s": frames.get("client_to_agent"),
+        "ingress_per_s": point.get("ingress_per_second"),
+        "ingress_5xx_per_s": point.get("ingress_5xx_per_second"),
+        "rate_limited_per_s": point.get("rate_limited_per_second"),
+        "relay_p99_ms": max(measured) if measured else None,
+    }
 
 
 async def _overview_live() -> dict[str, int]:

@@ -20,7 +20,6 @@ With METRICS_ENABLED=false nothing is bound and every call returns at once.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import time
 from collections.abc import Iterable
@@ -68,7 +67,6 @@ PROVIDER_TIMEOUT_SECONDS = 2.0
 
 # When the agent frame being handled arrived (perf_counter), set by the agent socket's receive and read where the
 # frame is relayed to the streams: both run in the socket's own task, so nothing has to carry it in between.
-_agent_frame_received: contextvars.ContextVar[float] = contextvars.ContextVar("gateway_agent_frame", default=0.0)
 
 # No `_created` series: they would double the output, and no rule of docs/operations.md reads them.
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -258,20 +256,20 @@ def client_frame_relayed(size: int, started: float) -> None:
     bound.latency[C2A].observe(time.perf_counter() - started)
 
 
-def agent_frame_received() -> None:
-    """The agent socket received a frame (the start of its relay latency)."""
-    if _bound is not None:
-        _agent_frame_received.set(time.perf_counter())
+def agent_frame_received() -> float:
+    """The agent socket received a frame: the start of its relay latency, to hand to `agent_frame_relayed` (0.0 when
+    counting is off). The frame may be relayed by another task (relay/frame_lane.py), so it travels with the frame."""
+    return time.perf_counter() if _bound is not None else 0.0
 
 
-def agent_frame_relayed(size: int) -> None:
-    """An agent frame became an event (`size`: its JSON data) offered to the session's streams."""
+def agent_frame_relayed(size: int, started: float) -> None:
+    """An agent frame received at `started` became an event (`size`: its JSON data) offered to the session's
+    streams."""
     bound = _bound
     if bound is None:
         return
     bound.frames[A2C].inc()
     bound.bytes[A2C].inc(size)
-    started = _agent_frame_received.get()
     if started:
         bound.latency[A2C].observe(time.perf_counter() - started)
 

@@ -38,54 +38,70 @@ _conversations: dict[str, str] = {}
 CONVERSATIONS_MAX = 10_000
 
 
-async def session_agent_frame(*, device_id: str, frame: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+async def session_agent_frame(
+    *, device_id: str, frame: dict[str, Any], kind: str, received: float = 0.0
+) -> list[dict[str, Any]]:
     """Steps 3-8 of §5.6 for a frame that passed the transport check (transport fields already removed): publishes
-    the event it yields, if any, and returns the frames to answer the agent with."""
+    the event it yields, if any, and returns the frames to answer the agent with. `received`: when the socket got it
+    (gateway_site.metrics)."""
     identity_key = None
     if kind == "session.handshake.ack":
         identity_key = await database_sync_to_async(device_identity_key)(device_id)
     outcome = await _outcome(device_id, frame, kind, identity_key)
     if outcome.event is not None:
         await session_event_publish(*outcome.event)
-        metrics.agent_frame_relayed(len(outcome.event[2]))
+        metrics.agent_frame_relayed(len(outcome.event[2]), received)
+    elif outcome.relayed:
+        metrics.agent_frame_relayed(outcome.relayed, received)
     return outcome.replies
 
 
-async def session_agent_frames(*, device_id: str, frames: list[tuple[dict[str, Any], str]]) -> list[dict[str, Any]]:
+async def session_agent_frames(
+    *, device_id: str, frames: list[tuple[dict[str, Any], str, float]]
+) -> list[dict[str, Any]]:
     """`session_agent_frame` for several frames of one socket, in their order (relay.frame_lane): a run of encrypted
-    frames of sessions seen acknowledged takes one store call for the run; returns the replies, in order."""
+    frames of sessions seen acknowledged takes one store call for the run; returns the replies, in order. Each frame
+    comes with the time the socket received it."""
     replies: list[dict[str, Any]] = []
-    run: list[tuple[dict[str, Any], str, Advance]] = []
-    for frame, kind in frames:
+    run: list[tuple[dict[str, Any], str, float, Advance]] = []
+    for frame, kind, received in frames:
         prepared = _prepare(device_id, frame, kind)
         if prepared is not None:
-            run.append((frame, kind, prepared))
+            run.append((frame, kind, received, prepared))
             continue
         replies += await _relay_run(device_id, run)
         run = []
-        replies += await session_agent_frame(device_id=device_id, frame=frame, kind=kind)
+        replies += await session_agent_frame(device_id=device_id, frame=frame, kind=kind, received=received)
     replies += await _relay_run(device_id, run)
     return replies
 
 
-async def _relay_run(device_id: str, run: list[tuple[dict[str, Any], str, Advance]]) -> list[dict[str, Any]]:
+async def _relay_run(device_id: str, run: list[tuple[dict[str, Any], str, float, Advance]]) -> list[dict[str, Any]]:
     if not run:
         return []
     replies: list[dict[str, Any]] = []
     stored: list[tuple[str, int, str, str, frozenset[str]]] = []
-    results = await sessions.advance_and_append([prepared for _, _, prepared in run])
-    for (frame, kind, prepared), result in zip(run, results, strict=True):
+    started: list[float] = []
+    results = await sessions.advance_and_append([prepared for _, _, _, prepared in run])
+    for (frame, kind, received, prepared), result in zip(run, results, strict=True):
         if result.outcome == APPENDED:
             stored.append((prepared.session_id, result.event_id, prepared.name, prepared.data, result.followers))
+            started.append(received)
         elif result.outcome == REPLAYED:
             _replayed(prepared)
         else:  # not as remembered: the full path answers (after the events stored before it)
-            await delivery.publish_session_events(stored)
-            stored = []
+            await _publish(stored, started)
+            stored, started = [], []
             _conversations.pop(prepared.session_id, None)
-            replies += await session_agent_frame(device_id=device_id, frame=frame, kind=kind)
-    await delivery.publish_session_events(stored)
+            replies += await session_agent_frame(device_id=device_id, frame=frame, kind=kind, received=received)
+    await _publish(stored, started)
     return replies
+
+
+async def _publish(stored: list[tuple[str, int, str, str, frozenset[str]]], started: list[float]) -> None:
+    await delivery.publish_session_events(stored)
+    for (_, _, _, data, _), received in zip(stored, started, strict=True):
+        metrics.agent_frame_relayed(len(data), received)
 
 
 @dataclass
@@ -94,6 +110,7 @@ class FrameOutcome:
 
     replies: list[dict[str, Any]] = field(default_factory=list)
     event: tuple[str, str, str] | None = None  # (session_id, SSE event name, JSON data)
+    relayed: int = 0  # the size of an event the store step already stored and handed to the streams
 
 
 def _r3_plaintext_error(frame: dict[str, Any]) -> str | None:
@@ -120,8 +137,7 @@ async def _outcome(device_id: str, frame: dict[str, Any], kind: str, identity_ke
     if prepared is not None:
         [result] = await sessions.advance_and_append([prepared])
         if result.outcome == APPENDED or result.outcome == REPLAYED:
-            await _relayed(prepared, result)
-            return FrameOutcome()
+            return FrameOutcome(relayed=await _relayed(prepared, result))
         _conversations.pop(session_id, None)  # not as remembered: the full path below answers
     session = await sessions.get(session_id)
     if kind == "session.handshake.ack":
@@ -166,8 +182,7 @@ async def _encrypted_frame(session: Session, frame: dict[str, Any], kind: str, h
     if prepared is not None:
         [result] = await sessions.advance_and_append([prepared])
         if result.outcome in (APPENDED, REPLAYED):
-            await _relayed(prepared, result)
-            return FrameOutcome()
+            return FrameOutcome(relayed=await _relayed(prepared, result))
     # the session changed since it was read
     return FrameOutcome(replies=[session_frames.unauthorized_session_frame(session_id, handshake_id)])
 
@@ -212,14 +227,16 @@ def _replayed(prepared: Advance) -> None:
     logger.info("agent frame replay dropped", extra={"fields": {"session_id": prepared.session_id}})
 
 
-async def _relayed(prepared: Advance, result: Advanced) -> None:
-    """The event stored by the store step goes to the session's streams; a replayed seq is dropped (R1)."""
+async def _relayed(prepared: Advance, result: Advanced) -> int:
+    """The event stored by the store step goes to the session's streams (returns its size); a replayed seq is dropped
+    (R1, returns 0)."""
     if result.outcome == REPLAYED:
         _replayed(prepared)
-        return
+        return 0
     await delivery.publish_session_event(
         prepared.session_id, result.event_id, prepared.name, prepared.data, followers=result.followers
     )
+    return len(prepared.data)
 
 
 async def _agent_ack_frame(

@@ -49,7 +49,7 @@ class AgentConsumer(ContainedWebsocketConsumer):
     address = ""
     registered = False
     online = False  # presence was recorded for this connection
-    lane: FrameLane[tuple[dict[str, Any], str]] | None = None  # Redis mode: session frames go through it
+    lane: FrameLane[tuple[dict[str, Any], str, float]] | None = None  # Redis mode: session frames go through it
 
     async def connect(self) -> None:
         try:
@@ -109,7 +109,7 @@ class AgentConsumer(ContainedWebsocketConsumer):
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         self.last_activity = time.monotonic()
-        metrics.agent_frame_received()
+        received = metrics.agent_frame_received()
         raw = text_data if text_data is not None else (bytes_data or b"").decode("utf-8", "replace")
         if len(raw) > MAX_FRAME_BYTES or (len(raw) > MAX_FRAME_BYTES // 4 and len(raw.encode()) > MAX_FRAME_BYTES):
             await self.close(code=1009)
@@ -121,10 +121,10 @@ class AgentConsumer(ContainedWebsocketConsumer):
         if not isinstance(frame, dict):
             await self.send_frame({"type": "agent.error", "error": "invalid_json"})
             return
-        for reply in await self._handle(frame):
+        for reply in await self._handle(frame, received):
             await self.send_frame(reply)
 
-    async def _handle(self, frame: dict[str, Any]) -> list[dict[str, Any]]:
+    async def _handle(self, frame: dict[str, Any], received: float) -> list[dict[str, Any]]:
         kind = frames.frame_type(frame)
         if kind in frames.EXEMPT_TYPES:
             if kind == "ping":
@@ -149,11 +149,11 @@ class AgentConsumer(ContainedWebsocketConsumer):
             return []
         session_frame = frames.strip_transport(frame)
         if self.lane is not None:
-            await self.lane.put((session_frame, kind))
+            await self.lane.put((session_frame, kind, received))
             return []
-        return await session_agent_frame(device_id=self.device_id, frame=session_frame, kind=kind)
+        return await session_agent_frame(device_id=self.device_id, frame=session_frame, kind=kind, received=received)
 
-    async def _relay_frames(self, batch: list[tuple[dict[str, Any], str]]) -> None:
+    async def _relay_frames(self, batch: list[tuple[dict[str, Any], str, float]]) -> None:
         for reply in await session_agent_frames(device_id=self.device_id, frames=batch):
             await self.send_frame(reply)
 

@@ -348,10 +348,38 @@ def test_listings_across_users(client):
     assert route["status"] == "active" and route["disabled"] is False
 
     overview = client.get(f"{API}/overview").json()
-    assert overview["history"] == [] and overview["state_backend"] == "memory"
+    assert overview["state_backend"] == "memory"
     live = overview["live"]
     assert (live["users"], live["devices"], live["routes"], live["sessions"]) == (2, 2, 1, 1)
     assert {"agents", "tunnels", "streams", "inflight"} <= set(live)
+
+
+def test_the_overview_charts_the_metrics_history_of_this_process(client, monkeypatch):
+    from asgiref.sync import async_to_sync
+
+    from gateway_site import metrics, metrics_history
+
+    ticks = iter([100.0, 110.0, 120.0])
+    history = metrics_history.History(clock=lambda: next(ticks))
+    monkeypatch.setattr(metrics_history, "sampler", history)
+    signed_in(client)
+    assert client.get(f"{API}/overview").json()["history"] == []
+    history._previous = (history.clock(), metrics.snapshot())
+    for _ in range(20):
+        metrics.client_frame_relayed(100, time.perf_counter() - 0.004)
+    metrics.rate_limited("ip")
+    async_to_sync(history.sample)()
+    metrics.http_request("POST", 502, 0.01, ingress=True)
+    async_to_sync(history.sample)()
+    first, second = client.get(f"{API}/overview").json()["history"]
+    assert set(first) == {
+        "t", "agents", "tunnels", "streams", "sessions", "frames_a2c_per_s", "frames_c2a_per_s", "ingress_per_s",
+        "ingress_5xx_per_s", "rate_limited_per_s", "relay_p99_ms",
+    }  # fmt: skip
+    assert first["frames_c2a_per_s"] == 2.0 and first["frames_a2c_per_s"] == 0.0
+    assert first["rate_limited_per_s"] == 0.1 and 2.5 <= first["relay_p99_ms"] <= 5.0
+    assert (second["ingress_per_s"], second["ingress_5xx_per_s"], second["relay_p99_ms"]) == (0.1, 0.1, None)
+    assert isinstance(first["streams"], int) and first["t"] <= second["t"]
 
 
 def test_answer_classes():

@@ -158,9 +158,9 @@ async def test_every_family_of_the_issue_is_exposed_with_its_labels_and_the_node
 
 async def test_counting_moves_the_exposed_values():
     metrics.client_frame_relayed(120, 0.0)
-    metrics.agent_frame_received()
-    metrics.agent_frame_relayed(300)
-    metrics.agent_frame_relayed(200)
+    received = metrics.agent_frame_received()
+    metrics.agent_frame_relayed(300, received)
+    metrics.agent_frame_relayed(200, received)
     metrics.token_issued("authorization_code")
     metrics.token_issued("refresh_token")
     metrics.token_issued("password")  # not a grant the gateway issues: never a label value

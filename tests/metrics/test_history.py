@@ -44,9 +44,9 @@ async def test_points_hold_gauges_rates_and_latency_quantiles():
 
     for _ in range(20):
         metrics.client_frame_relayed(100, latency(0.003))  # bucket 0.0025-0.005
-    metrics.agent_frame_received()
+    received = metrics.agent_frame_received()
     for _ in range(50):
-        metrics.agent_frame_relayed(10)
+        metrics.agent_frame_relayed(10, received)
     for code in (201, 201, 502, 504):
         metrics.http_request("POST", code, 0.01, ingress=True)
     metrics.rate_limited("ip")

@@ -132,7 +132,7 @@ async function loadLive() {
     renderCharts($("charts"), history || state.samples, now);
     $("history-source").textContent = history
       ? "From the gateway's metrics history."
-      : "Sampled by this page every 5 s since it opened (the gateway keeps no history yet).";
+      : "Sampled by this page every 5 s since it opened (the gateway has no history yet: metrics are off, or it just started).";
     $("live-status").textContent = "Live";
     $("live-status").className = "pill ok";
   } catch (err) {
