@@ -105,7 +105,8 @@ HKDF_INFO = b"webhook-verify-secret-v1"
 
 @functools.lru_cache(maxsize=4)
 def _key(signing_key: str) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=HKDF_SALT, info=HKDF_INFO).derive(signing_key.encode())
+    derivation = HKDF(algorithm=hashes.SHA256(), length=32, salt=HKDF_SALT, info=HKDF_INFO)
+    return derivation.derive(signing_key.strip().encode())
 
 
 def _aad(route_id: str) -> bytes:
