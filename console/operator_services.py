@@ -251,6 +251,7 @@ def routes() -> dict[str, Any]:
                 "interface_type": route.interface_type,
                 "status": route.status,
                 "disabled": route.operator_disabled,
+                "verify": route.verify_provider or None,  # the provider only: the secret is never shown
                 "tunnel_connected": tunnel,
                 "last_used_at": rfc3339(route.token_last_used_at),
                 "token_expires_at": rfc3339(route.token_expires_at),

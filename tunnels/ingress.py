@@ -18,9 +18,9 @@ from django.conf import settings
 
 from gateway_site import asgi_http, outage, ratelimit
 from gateway_site.clientip import client_ip_from_scope
-from gateway_site.errors import JSON_CONTENT_TYPE, PlainError
+from gateway_site.errors import JSON_CONTENT_TYPE, PLAIN_CONTENT_TYPE, PlainError
 from gateway_site.timefmt import rfc3339
-from tunnels import delivery, services, tokens
+from tunnels import delivery, services, tokens, verify
 from tunnels.registry import InflightFull, inflight
 
 logger = logging.getLogger("gateway.tunnels")
@@ -146,6 +146,26 @@ async def _relay(send: Any, scope: dict[str, Any], answer: dict[str, Any]) -> No
     await asgi_http.respond(send, scope, status, body, content_type, [*SANDBOX_HEADERS, *chosen.values()])
 
 
+async def _verified_body(receive: Any, send: Any, scope: dict[str, Any], route: services.IngressRoute) -> bytes | None:
+    """For a route with `verify` (docs/protocol/webhooks.md §1): the body, read and checked right after the token, so
+    a forged webhook spends only the sender's per-IP budget; None once a refusal (413, 401) has been sent."""
+    declared = asgi_http.header(scope, b"content-length") or ""
+    if declared.isdigit() and int(declared) > route.max_body_bytes:
+        await _plain(send, scope, 413)
+        return None
+    body = await asgi_http.read_body_capped(receive, route.max_body_bytes)
+    if body is None:
+        await _plain(send, scope, 413)
+        return None
+    result = verify.check(route.route_id, route.verify or {}, scope.get("headers") or (), body)
+    if result.ok:
+        return body
+    logger.info("webhook signature refused", extra={"fields": {"route_id": route.route_id, "reason": result.reason}})
+    # Inspector hook (docs/protocol/webhooks.md §2): record this refused webhook here, status 401, `rejected`.
+    await asgi_http.respond(send, scope, 401, b"invalid signature", PLAIN_CONTENT_TYPE, SANDBOX_HEADERS)
+    return None
+
+
 class _Answer:
     """What ingress answered: the status it sent, and whether the route's token was accepted (only then does the
     answer count for the route, docs/operations.md)."""
@@ -201,20 +221,26 @@ async def _ingress(
         await _refuse(send, scope, refused)
         return
     answer.counted = True
+    body: bytes | None = None  # read early only for a route that verifies signatures
+    if route.verify is not None:
+        body = await _verified_body(receive, send, scope, route)
+        if body is None:
+            return
     if not await _allowed(f"ingress:route:{route_id}", config.ingress_route_limit_per_window, "route") or not (
         await _allowed("ingress:global", config.ingress_global_limit_per_window, "global")
     ):
         await _plain(send, scope, 429, _retry_after())
         return
     declared = asgi_http.header(scope, b"content-length") or ""
-    if declared.isdigit() and int(declared) > route.max_body_bytes:
+    if body is None and declared.isdigit() and int(declared) > route.max_body_bytes:
         await _plain(send, scope, 413)
         return
     target = await delivery.route_target(route.route_id) if route.active else None
     if target is None:
         await _plain(send, scope, 503)
         return
-    body = await asgi_http.read_body_capped(receive, route.max_body_bytes)
+    if body is None:
+        body = await asgi_http.read_body_capped(receive, route.max_body_bytes)
     if body is None:
         await _plain(send, scope, 413)
         return

@@ -33,6 +33,12 @@ class IntegrationRoute(models.Model):
     # Set by an operator (docs/operations.md): ingress refuses the route's webhooks with 503 while the tunnel keeps its
     # activation, so enabling the route again restores delivery at once.
     operator_disabled = models.BooleanField(default=False)
+    # Webhook signature verification (docs/protocol/webhooks.md §1; tunnels.verify): "" when off. The secret is stored
+    # sealed (AES-GCM under a key derived from JWT_SIGNING_KEY), never in plaintext.
+    verify_provider = models.CharField(max_length=16, blank=True, default="")
+    verify_secret_sealed = models.TextField(blank=True, default="")
+    verify_header = models.CharField(max_length=100, blank=True, default="")
+    verify_tolerance_seconds = models.IntegerField(default=300)
     version = models.IntegerField(default=1)
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField()

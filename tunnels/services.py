@@ -25,7 +25,7 @@ from gateway_site.kvstore import KeyValueStore, blocking, kv_store
 from gateway_site.leases import leases
 from gateway_site.timefmt import rfc3339
 from relay.models import Device
-from tunnels import tokens
+from tunnels import tokens, verify
 from tunnels.models import IntegrationRoute
 
 logger = logging.getLogger("gateway.tunnels")
@@ -77,6 +77,7 @@ def route_view(route: IntegrationRoute) -> dict[str, Any]:
         "token_last_used_at": rfc3339(route.token_last_used_at),
         "created_at": rfc3339(route.created_at),
         "updated_at": rfc3339(route.updated_at),
+        "verify": verify.render(route.verify_provider, route.verify_header, route.verify_tolerance_seconds),
     }
 
 
@@ -97,6 +98,25 @@ def _str(body: dict[str, Any], name: str) -> str:
     if not isinstance(value, str):
         raise invalid("Invalid request body")
     return value.strip()
+
+
+def _verify_changes(body: dict[str, Any], route_id: str) -> dict[str, Any]:
+    """The columns of the `verify` field of a create or PUT body (docs/protocol/webhooks.md §1), the secret sealed;
+    `{}` when the body has no `verify`."""
+    if "verify" not in body:
+        return {}
+    try:
+        parsed = verify.parse_field(body["verify"])
+    except verify.VerifyFieldError as error:
+        raise invalid(str(error)) from None
+    if parsed is None:
+        return {"verify_provider": "", "verify_secret_sealed": "", "verify_header": "", "verify_tolerance_seconds": 300}
+    return {
+        "verify_provider": parsed.provider,
+        "verify_secret_sealed": verify.seal(parsed.secret, route_id),
+        "verify_header": parsed.header,
+        "verify_tolerance_seconds": parsed.tolerance_seconds,
+    }
 
 
 def _check_range(name: str, value: int | None) -> int | None:
@@ -151,6 +171,8 @@ def route_create(*, principal: Principal, body: dict[str, Any], header_device_id
     if len(interface_id) > INTERFACE_ID_MAX_LENGTH:
         raise invalid(f"interface_id must be at most {INTERFACE_ID_MAX_LENGTH} characters")
     values = {name: _check_range(name, numbers[name]) for name in INT_RANGES}
+    route_id = tokens.new_route_id()
+    verify_columns = _verify_changes(body, route_id)
     if chosen_token:
         problem = tokens.token_problem(chosen_token)
         if problem:
@@ -165,7 +187,7 @@ def route_create(*, principal: Principal, body: dict[str, Any], header_device_id
         if IntegrationRoute.objects.filter(owner_uid=principal.uid).count() >= MAX_ROUTES_PER_OWNER:
             raise RouteError(429, "route_limit_exceeded", "Maximum of 100 integration routes per owner reached")
         route = IntegrationRoute.objects.create(
-            route_id=tokens.new_route_id(),
+            route_id=route_id,
             owner_uid=principal.uid,
             device=device,
             interface_id=interface_id,
@@ -179,6 +201,7 @@ def route_create(*, principal: Principal, body: dict[str, Any], header_device_id
             token_hash=tokens.token_hash(token),
             created_at=now,
             updated_at=now,
+            **verify_columns,
         )
     return CreatedRoute(route, token)
 
@@ -241,6 +264,7 @@ def route_update(*, principal: Principal, route_id: str, body: dict[str, Any]) -
     if status and status not in (IntegrationRoute.PROVISIONED, IntegrationRoute.INACTIVE):
         raise RouteError(400, "invalid_route_update", "status must be 'provisioned' or 'inactive'")
     changes: dict[str, Any] = {name: value for name, value in values.items() if value is not None}
+    changes.update(_verify_changes(body, route_id))
     device_changed = device is not None and device.device_id != route.device_id
     if device is not None and device_changed:
         changes["device_id"] = device.device_id
@@ -420,6 +444,7 @@ class IngressRoute:
     deadline_ms: int
     max_body_bytes: int
     active: bool
+    verify: dict[str, Any] | None = None  # the snapshot's sealed `verify` part (tunnels.verify.check)
 
 
 class IngressRefused(PlainError):
@@ -473,6 +498,10 @@ def read_snapshot(route_id: str) -> dict[str, Any]:
         "deadline_ms": route.deadline_ms,
         "max_body_bytes": route.max_body_bytes,
         "operator_disabled": route.operator_disabled,
+        # Sealed: the plaintext secret never enters the shared store (docs/protocol/webhooks.md §1).
+        "verify": verify.snapshot_part(
+            route.verify_provider, route.verify_secret_sealed, route.verify_header, route.verify_tolerance_seconds
+        ),
     }
 
 
@@ -513,6 +542,7 @@ def ingress_check(snapshot: dict[str, Any], token: str) -> IngressRoute:
         snapshot["max_body_bytes"],
         # A route an operator disabled answers as an inactive one (503, docs/protocol/tunnels.md §4).
         snapshot["status"] == IntegrationRoute.ACTIVE and not snapshot.get("operator_disabled"),
+        snapshot.get("verify"),
     )
 
 
