@@ -33,6 +33,8 @@ class IntegrationRoute(models.Model):
     # Set by an operator (docs/operations.md): ingress refuses the route's webhooks with 503 while the tunnel keeps its
     # activation, so enabling the route again restores delivery at once.
     operator_disabled = models.BooleanField(default=False)
+    # The request inspector keeps webhook bodies (docs/protocol/webhooks.md §2 `inspect.capture_bodies`).
+    inspect_capture_bodies = models.BooleanField(default=False)
     version = models.IntegerField(default=1)
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField()

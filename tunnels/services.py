@@ -77,7 +77,22 @@ def route_view(route: IntegrationRoute) -> dict[str, Any]:
         "token_last_used_at": rfc3339(route.token_last_used_at),
         "created_at": rfc3339(route.created_at),
         "updated_at": rfc3339(route.updated_at),
+        "inspect": {"capture_bodies": route.inspect_capture_bodies},
     }
+
+
+def _inspect(body: dict[str, Any]) -> bool | None:
+    """`inspect` (docs/protocol/webhooks.md §2): an object with an optional boolean `capture_bodies`, or null (off);
+    None when absent."""
+    if "inspect" not in body:
+        return None
+    value = body["inspect"]
+    if value is None:
+        return False
+    capture = value.get("capture_bodies", False) if isinstance(value, dict) else None
+    if not isinstance(value, dict) or set(value) - {"capture_bodies"} or not isinstance(capture, bool):
+        raise invalid('inspect must be null or an object {"capture_bodies": true|false}')
+    return capture
 
 
 def _int(body: dict[str, Any], name: str) -> int | None:
@@ -151,6 +166,7 @@ def route_create(*, principal: Principal, body: dict[str, Any], header_device_id
     if len(interface_id) > INTERFACE_ID_MAX_LENGTH:
         raise invalid(f"interface_id must be at most {INTERFACE_ID_MAX_LENGTH} characters")
     values = {name: _check_range(name, numbers[name]) for name in INT_RANGES}
+    capture_bodies = _inspect(body)
     if chosen_token:
         problem = tokens.token_problem(chosen_token)
         if problem:
@@ -177,6 +193,7 @@ def route_create(*, principal: Principal, body: dict[str, Any], header_device_id
             token_max_age_days=max_age,
             token_expires_at=now + timedelta(days=max_age),
             token_hash=tokens.token_hash(token),
+            inspect_capture_bodies=bool(capture_bodies),
             created_at=now,
             updated_at=now,
         )
@@ -240,7 +257,10 @@ def route_update(*, principal: Principal, route_id: str, body: dict[str, Any]) -
         raise RouteError(400, "invalid_route_update", "'active' status is set via tunnel activation, not REST API")
     if status and status not in (IntegrationRoute.PROVISIONED, IntegrationRoute.INACTIVE):
         raise RouteError(400, "invalid_route_update", "status must be 'provisioned' or 'inactive'")
+    capture_bodies = _inspect(body)
     changes: dict[str, Any] = {name: value for name, value in values.items() if value is not None}
+    if capture_bodies is not None:
+        changes["inspect_capture_bodies"] = capture_bodies
     device_changed = device is not None and device.device_id != route.device_id
     if device is not None and device_changed:
         changes["device_id"] = device.device_id
@@ -420,6 +440,7 @@ class IngressRoute:
     deadline_ms: int
     max_body_bytes: int
     active: bool
+    capture_bodies: bool = False
 
 
 class IngressRefused(PlainError):
@@ -473,6 +494,7 @@ def read_snapshot(route_id: str) -> dict[str, Any]:
         "deadline_ms": route.deadline_ms,
         "max_body_bytes": route.max_body_bytes,
         "operator_disabled": route.operator_disabled,
+        "capture_bodies": route.inspect_capture_bodies,
     }
 
 
@@ -505,6 +527,11 @@ def ingress_check(snapshot: dict[str, Any], token: str) -> IngressRoute:
         raise IngressRefused(404)
     if now > snapshot["token_expires_at"]:
         raise IngressRefused(404)
+    return ingress_route(snapshot)
+
+
+def ingress_route(snapshot: dict[str, Any]) -> IngressRoute:
+    """What ingress needs of an existing route's snapshot (its token already checked, or not needed: a replay)."""
     return IngressRoute(
         snapshot["route_id"],
         snapshot["device_id"],
@@ -513,6 +540,7 @@ def ingress_check(snapshot: dict[str, Any], token: str) -> IngressRoute:
         snapshot["max_body_bytes"],
         # A route an operator disabled answers as an inactive one (503, docs/protocol/tunnels.md §4).
         snapshot["status"] == IntegrationRoute.ACTIVE and not snapshot.get("operator_disabled"),
+        bool(snapshot.get("capture_bodies")),
     )
 
 
