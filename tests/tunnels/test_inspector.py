@@ -37,6 +37,7 @@ async def test_route_field_inspect(setup):
     route_id = created["route"]["route_id"]
     assert created["route"]["inspect"] == {"capture_bodies": False}
     assert (await new_route(http, inspect={"capture_bodies": True}))["route"]["inspect"] == {"capture_bodies": True}
+    bad: object
     for bad in ({"capture_bodies": "yes"}, {"other": True}, [], "on", 1):
         response = await http.post(
             BASE, json={"device_id": "dev_tunnel0001", "interface_type": "http", "inspect": bad}, headers=bearer(OWNER)
