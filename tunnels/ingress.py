@@ -185,7 +185,7 @@ async def ingress(scope: dict[str, Any], receive: Any, send: Any, route_id: str,
         except Exception as exc:
             if outage.unavailable(exc) is None:
                 logger.warning("route answer not counted", exc_info=True, extra={"fields": {"route_id": route_id}})
-        if answer.route is not None:
+        if answer.route is not None and settings.GATEWAY_INSPECTOR_ENABLED:
             await _record(scope, route_token, answer.route, answer.outcome)
 
 
