@@ -232,3 +232,20 @@ async def test_replay_without_captured_body(setup):
     frame = await answer
     assert replayed.status_code == 200 and frame["method"] == "GET" and frame["body_base64"] == ""
     await socket.close()
+
+
+async def test_events_stream_heartbeat_and_the_stream_cap(setup, configure, monkeypatch):
+    from asgiref.sync import sync_to_async
+
+    from tunnels import inspector_stream
+
+    http = setup
+    route_id = (await new_route(http))["route"]["route_id"]
+    monkeypatch.setattr(inspector_stream, "HEARTBEAT_SECONDS", 0.05)
+    await sync_to_async(configure)(max_streams_per_user=1)
+    stream = Stream(application, f"{BASE}/{route_id}/requests/events", OWNER)
+    assert await stream.open() == 200
+    await stream.read_until(b":heartbeat\n\n")
+    second = Stream(application, f"{BASE}/{route_id}/requests/events", OWNER)
+    assert await second.open() == 429
+    await stream.close()
