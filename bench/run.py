@@ -289,14 +289,17 @@ def ingress(
     deadline: float,
     agent_base: str | None = None,
     phases: tuple[str, ...] = ("saturation", "fixed_rate"),
+    route_fields: dict[str, Any] | None = None,
+    body: bytes | None = None,
 ) -> dict[str, Any]:
-    """Measurement 6: webhooks through a tunnel with an echoing tunnel client (connected to `agent_base`)."""
+    """Measurement 6: webhooks through a tunnel with an echoing tunnel client (connected to `agent_base`); the route
+    is created with `route_fields` on top, and the senders post `body` (a small JSON event by default)."""
     token = owner_token(base, f"hooks-{secrets.token_hex(4)}")
     device_id = f"dev_{secrets.token_hex(16)}"
     with httpx.Client(base_url=base, timeout=30) as http:
         created = http.post(
             "/gateway/v1/integrations/routes",
-            json={"device_id": device_id, "interface_type": "http"},
+            json={"device_id": device_id, "interface_type": "http", **(route_fields or {})},
             headers={"Authorization": f"Bearer {token}"},
         ).json()
     route_id = created["route"]["route_id"]
@@ -328,7 +331,8 @@ def ingress(
             continue
         out = CTX.Queue()
         process = CTX.Process(
-            target=workers.webhooks, args=({"base": base, "path": path, "deadline": deadline, **cfg}, out)
+            target=workers.webhooks,
+            args=({"base": base, "path": path, "deadline": deadline, **cfg, **({"body": body} if body else {})}, out),
         )
         process.start()
         result = _collect(process, out, deadline + 30)

@@ -351,7 +351,9 @@ async def _webhooks(cfg: dict[str, Any]) -> dict[str, Any]:
                 sent = time.monotonic()
                 try:
                     response = await http.post(
-                        cfg["path"], content=b'{"event":"bench"}', headers={"Content-Type": "application/json"}
+                        cfg["path"],
+                        content=cfg.get("body", b'{"event":"bench"}'),
+                        headers={"Content-Type": "application/json"},
                     )
                     if response.status_code == 200:
                         latencies.append(time.monotonic() - sent)

@@ -201,7 +201,10 @@ GATEWAY_LEASES = (
 # Who else may use a device: the sharing app's grants (relay.access asks this source; the relay never imports shares).
 GATEWAY_GRANT_SOURCE = "shares.permissions.ShareGrants"
 # App code the ASGI router reaches by import string, so that gateway_site imports no app (gateway_site.routing).
-GATEWAY_STREAM_ROUTES = ["relay.routing.stream_urlpatterns"]
+GATEWAY_STREAM_ROUTES = ["relay.routing.stream_urlpatterns", "tunnels.routing.stream_urlpatterns"]
+# Webhooks are recorded for the request inspector (docs/protocol/webhooks.md §2); only the benchmark's A/B
+# (bench/inspector_ab.py, through bench/settings_no_inspector.py) turns it off, to measure what recording costs.
+GATEWAY_INSPECTOR_ENABLED = True
 GATEWAY_WEBSOCKET_ROUTES = ["relay.routing.websocket_urlpatterns", "tunnels.routing.websocket_urlpatterns"]
 # POST …/messages served ahead of Django: (path pattern, handler(scope, receive, send, session_id)).
 GATEWAY_MESSAGES_ROUTE = ("relay.fastpath.PATH", "relay.fastpath.messages")

@@ -20,7 +20,7 @@ from gateway_site import asgi_http, outage, ratelimit
 from gateway_site.clientip import client_ip_from_scope
 from gateway_site.errors import JSON_CONTENT_TYPE, PLAIN_CONTENT_TYPE, PlainError
 from gateway_site.timefmt import rfc3339
-from tunnels import delivery, services, tokens, verify
+from tunnels import delivery, inspector, services, tokens, verify
 from tunnels.registry import InflightFull, inflight
 
 logger = logging.getLogger("gateway.tunnels")
@@ -146,9 +146,12 @@ async def _relay(send: Any, scope: dict[str, Any], answer: dict[str, Any]) -> No
     await asgi_http.respond(send, scope, status, body, content_type, [*SANDBOX_HEADERS, *chosen.values()])
 
 
-async def _verified_body(receive: Any, send: Any, scope: dict[str, Any], route: services.IngressRoute) -> bytes | None:
+async def _verified_body(
+    receive: Any, send: Any, scope: dict[str, Any], route: services.IngressRoute, outcome: inspector.Outcome
+) -> bytes | None:
     """For a route with `verify` (docs/protocol/webhooks.md §1): the body, read and checked right after the token, so
-    a forged webhook spends only the sender's per-IP budget; None once a refusal (413, 401) has been sent."""
+    a forged webhook spends only the sender's per-IP budget; None once a refusal (413, 401) has been sent. The
+    inspector's record of it (§2) gets the body and whether its signature held."""
     declared = asgi_http.header(scope, b"content-length") or ""
     if declared.isdigit() and int(declared) > route.max_body_bytes:
         await _plain(send, scope, 413)
@@ -158,23 +161,28 @@ async def _verified_body(receive: Any, send: Any, scope: dict[str, Any], route: 
         await _plain(send, scope, 413)
         return None
     result = verify.check(route.route_id, route.verify or {}, scope.get("headers") or (), body)
+    outcome.body, outcome.verified = body, result.ok
     if result.ok:
         return body
     logger.info("webhook signature refused", extra={"fields": {"route_id": route.route_id, "reason": result.reason}})
-    # Inspector hook (docs/protocol/webhooks.md §2): record this refused webhook here, status 401, `rejected`.
     await asgi_http.respond(send, scope, 401, b"invalid signature", PLAIN_CONTENT_TYPE, SANDBOX_HEADERS)
     return None
 
 
 class _Answer:
     """What ingress answered: the status it sent, and whether the route's token was accepted (only then does the
-    answer count for the route, docs/operations.md)."""
+    answer count for the route, docs/operations.md, and is it recorded, docs/protocol/webhooks.md §2)."""
 
-    __slots__ = ("counted", "status")
+    __slots__ = ("counted", "outcome", "route")
 
     def __init__(self) -> None:
-        self.status = 0
         self.counted = False
+        self.route: services.IngressRoute | None = None
+        self.outcome = inspector.Outcome()
+
+    @property
+    def status(self) -> int:
+        return self.outcome.status
 
 
 async def ingress(scope: dict[str, Any], receive: Any, send: Any, route_id: str, route_token: str) -> None:
@@ -183,8 +191,7 @@ async def ingress(scope: dict[str, Any], receive: Any, send: Any, route_id: str,
     answer = _Answer()
 
     async def recording_send(message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            answer.status = int(message["status"])
+        answer.outcome.see(message)
         await send(message)
 
     try:
@@ -201,6 +208,30 @@ async def ingress(scope: dict[str, Any], receive: Any, send: Any, route_id: str,
         except Exception as exc:
             if outage.unavailable(exc) is None:
                 logger.warning("route answer not counted", exc_info=True, extra={"fields": {"route_id": route_id}})
+        if answer.route is not None and settings.GATEWAY_INSPECTOR_ENABLED:
+            await _record(scope, route_token, answer.route, answer.outcome)
+
+
+async def _record(scope: dict[str, Any], token: str, route: services.IngressRoute, outcome: inspector.Outcome) -> None:
+    """Record the webhook for its route's inspector (docs/protocol/webhooks.md §2), after its answer went out; a
+    failure is logged (without the request) and changes nothing for the sender."""
+    declared = asgi_http.header(scope, b"content-length") or ""
+    record = inspector.build_record(
+        method=scope["method"],
+        query=(scope.get("query_string") or b"").decode("latin-1"),
+        headers=inspector.record_headers(
+            scope.get("headers") or (), token=token, signature_header=str((route.verify or {}).get("header") or "")
+        ),
+        declared_size=int(declared) if declared.isdigit() else 0,
+        outcome=outcome,
+        capture_bodies=route.capture_bodies,
+        token=token,
+    )
+    try:
+        await inspector.save(route.route_id, record)
+    except Exception as exc:
+        if outage.unavailable(exc) is None:
+            logger.warning("webhook not recorded", exc_info=True, extra={"fields": {"route_id": route.route_id}})
 
 
 async def _ingress(
@@ -221,9 +252,10 @@ async def _ingress(
         await _refuse(send, scope, refused)
         return
     answer.counted = True
+    answer.route = route
     body: bytes | None = None  # read early only for a route that verifies signatures
     if route.verify is not None:
-        body = await _verified_body(receive, send, scope, route)
+        body = await _verified_body(receive, send, scope, route, answer.outcome)
         if body is None:
             return
     if not await _allowed(f"ingress:route:{route_id}", config.ingress_route_limit_per_window, "route") or not (
@@ -244,28 +276,35 @@ async def _ingress(
     if body is None:
         await _plain(send, scope, 413)
         return
+    answer.outcome.body = body
+    answer.outcome.answered = await deliver(send, scope, route, target, body)
+
+
+async def deliver(send: Any, scope: dict[str, Any], route: services.IngressRoute, target: str, body: bytes) -> bool:
+    """Steps 11 on of docs/protocol/tunnels.md §4 for a webhook whose checks passed (ingress and replay): claim its
+    place in flight, hand it to the tunnel and relay the answer to `send`; True when the tunnel answered."""
     request_id = "req_" + str(uuid.uuid4())[:12]
     full = await services.inflight_claim(route, request_id)
     if full is not None:
         await _inflight_full(send, scope, full)
-        return
+        return False
     try:
-        await _exchange(send, scope, route, target, request_id, body)
+        return await _exchange(send, scope, route, target, request_id, body)
     finally:
         await services.inflight_release(route, request_id)
 
 
 async def _exchange(
     send: Any, scope: dict[str, Any], route: services.IngressRoute, target: str, request_id: str, body: bytes
-) -> None:
+) -> bool:
     """Hand the webhook to the tunnel at `target` (tunnels.delivery.route_target), wait for its answer until the
     route's deadline and relay it (the route's and owner's shares are already claimed; this process's own safety net
-    is checked here)."""
+    is checked here). True when the tunnel answered."""
     try:
         entry = inflight.add(request_id, route.device_id, target, route_id=route.route_id)
     except InflightFull:
         await _plain(send, scope, 503)
-        return
+        return False
     try:
         await services.ingress_mark_used_soon(route.route_id)
         frame = request_frame(scope, route, request_id, body)
@@ -276,14 +315,15 @@ async def _exchange(
     if not sent:
         inflight.pop(request_id)
         await _plain(send, scope, 503)
-        return
+        return False
     try:
         answer = await asyncio.wait_for(asyncio.shield(entry.future), timeout=route.deadline_ms / 1000)
     except TimeoutError:
         inflight.pop(request_id)
         await _plain(send, scope, 504)
-        return
+        return False
     except ConnectionError:
         await _plain(send, scope, 503)  # the tunnel went away while we waited
-        return
+        return False
     await _relay(send, scope, answer)
+    return True

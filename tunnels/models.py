@@ -39,6 +39,8 @@ class IntegrationRoute(models.Model):
     verify_secret_sealed = models.TextField(blank=True, default="")
     verify_header = models.CharField(max_length=100, blank=True, default="")
     verify_tolerance_seconds = models.IntegerField(default=300)
+    # The request inspector keeps webhook bodies (docs/protocol/webhooks.md §2 `inspect.capture_bodies`).
+    inspect_capture_bodies = models.BooleanField(default=False)
     version = models.IntegerField(default=1)
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField()

@@ -78,7 +78,22 @@ def route_view(route: IntegrationRoute) -> dict[str, Any]:
         "created_at": rfc3339(route.created_at),
         "updated_at": rfc3339(route.updated_at),
         "verify": verify.render(route.verify_provider, route.verify_header, route.verify_tolerance_seconds),
+        "inspect": {"capture_bodies": route.inspect_capture_bodies},
     }
+
+
+def _inspect(body: dict[str, Any]) -> bool | None:
+    """`inspect` (docs/protocol/webhooks.md §2): an object with an optional boolean `capture_bodies`, or null (off);
+    None when absent."""
+    if "inspect" not in body:
+        return None
+    value = body["inspect"]
+    if value is None:
+        return False
+    capture = value.get("capture_bodies", False) if isinstance(value, dict) else None
+    if not isinstance(value, dict) or set(value) - {"capture_bodies"} or not isinstance(capture, bool):
+        raise invalid('inspect must be null or an object {"capture_bodies": true|false}')
+    return capture
 
 
 def _int(body: dict[str, Any], name: str) -> int | None:
@@ -173,6 +188,7 @@ def route_create(*, principal: Principal, body: dict[str, Any], header_device_id
     values = {name: _check_range(name, numbers[name]) for name in INT_RANGES}
     route_id = tokens.new_route_id()
     verify_columns = _verify_changes(body, route_id)
+    capture_bodies = _inspect(body)
     if chosen_token:
         problem = tokens.token_problem(chosen_token)
         if problem:
@@ -199,6 +215,7 @@ def route_create(*, principal: Principal, body: dict[str, Any], header_device_id
             token_max_age_days=max_age,
             token_expires_at=now + timedelta(days=max_age),
             token_hash=tokens.token_hash(token),
+            inspect_capture_bodies=bool(capture_bodies),
             created_at=now,
             updated_at=now,
             **verify_columns,
@@ -263,8 +280,11 @@ def route_update(*, principal: Principal, route_id: str, body: dict[str, Any]) -
         raise RouteError(400, "invalid_route_update", "'active' status is set via tunnel activation, not REST API")
     if status and status not in (IntegrationRoute.PROVISIONED, IntegrationRoute.INACTIVE):
         raise RouteError(400, "invalid_route_update", "status must be 'provisioned' or 'inactive'")
+    capture_bodies = _inspect(body)
     changes: dict[str, Any] = {name: value for name, value in values.items() if value is not None}
     changes.update(_verify_changes(body, route_id))
+    if capture_bodies is not None:
+        changes["inspect_capture_bodies"] = capture_bodies
     device_changed = device is not None and device.device_id != route.device_id
     if device is not None and device_changed:
         changes["device_id"] = device.device_id
@@ -445,6 +465,7 @@ class IngressRoute:
     max_body_bytes: int
     active: bool
     verify: dict[str, Any] | None = None  # the snapshot's sealed `verify` part (tunnels.verify.check)
+    capture_bodies: bool = False
 
 
 class IngressRefused(PlainError):
@@ -502,6 +523,7 @@ def read_snapshot(route_id: str) -> dict[str, Any]:
         "verify": verify.snapshot_part(
             route.verify_provider, route.verify_secret_sealed, route.verify_header, route.verify_tolerance_seconds
         ),
+        "capture_bodies": route.inspect_capture_bodies,
     }
 
 
@@ -534,6 +556,11 @@ def ingress_check(snapshot: dict[str, Any], token: str) -> IngressRoute:
         raise IngressRefused(404)
     if now > snapshot["token_expires_at"]:
         raise IngressRefused(404)
+    return ingress_route(snapshot)
+
+
+def ingress_route(snapshot: dict[str, Any]) -> IngressRoute:
+    """What ingress needs of an existing route's snapshot (its token already checked, or not needed: a replay)."""
     return IngressRoute(
         snapshot["route_id"],
         snapshot["device_id"],
@@ -543,6 +570,7 @@ def ingress_check(snapshot: dict[str, Any], token: str) -> IngressRoute:
         # A route an operator disabled answers as an inactive one (503, docs/protocol/tunnels.md §4).
         snapshot["status"] == IntegrationRoute.ACTIVE and not snapshot.get("operator_disabled"),
         snapshot.get("verify"),
+        bool(snapshot.get("capture_bodies")),
     )
 
 

@@ -15,7 +15,7 @@ from gateway_site.jsonbody import parse_object
 from gateway_site.operator import verify_operator_token
 from gateway_site.requests import ApiRequest
 from gateway_site.views import api_view
-from tunnels import delivery, services
+from tunnels import delivery, requests, services
 
 logger = logging.getLogger("gateway.tunnels")
 
@@ -86,6 +86,23 @@ def rotate_token(request: ApiRequest, route_id: str) -> HttpResponse:
     grace = services.grace_from(body)
     rotation = services.route_token_rotate(principal=_principal(request), route_id=route_id, grace_seconds=grace)
     return json_response(rotation.view())
+
+
+@api_view("GET")
+async def route_requests(request: ApiRequest, route_id: str) -> HttpResponse:
+    """The route's inspector records, newest first (docs/protocol/webhooks.md §2)."""
+    found = await requests.recent(_principal(request), route_id, request.GET.get("limit"))
+    return json_response({"requests": found})
+
+
+@api_view("GET")
+async def route_request(request: ApiRequest, route_id: str, request_id: str) -> HttpResponse:
+    return json_response(await requests.one(_principal(request), route_id, request_id))
+
+
+@api_view("POST")
+async def route_request_replay(request: ApiRequest, route_id: str, request_id: str) -> HttpResponse:
+    return json_response(await requests.replay(_principal(request), route_id, request_id))
 
 
 @api_view("GET")

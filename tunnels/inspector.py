@@ -1,0 +1,262 @@
+"""The request inspector (docs/protocol/webhooks.md §2): every webhook a route accepted the token of is recorded,
+newest first, with its secrets redacted; the body is kept only when the route captures bodies.
+
+Records live in a `RequestLog`: `MemoryRequestLog` here (one process), `tunnels.inspector_redis.RedisRequestLog`
+with STATE_BACKEND=redis (every process sees the same records). Both keep the same bounds:
+
+- per route the `MAX_RECORDS` most recent records; a stored body is at most `MAX_BODY_BYTES`, so a route's bodies
+  never exceed 100 x 64 KiB = 6.25 MiB, inside the 8 MiB of the contract;
+- all routes together at most `MAX_TOTAL_BYTES` of stored records (their JSON text, bodies included): past it the
+  records of the route written least recently are dropped whole, so many routes cannot exhaust the memory.
+
+New and changed records are announced on the channel layer group of their route (`events_group`), which is shared
+by every process in Redis mode; the events stream (tunnels.inspector_stream) listens there.
+"""
+
+from __future__ import annotations
+
+import base64
+import collections
+import json
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+from gateway_site import asgi_http
+
+logger = logging.getLogger("gateway.tunnels")
+
+REDACTED = "[redacted]"
+# Credentials and the signature headers of docs/protocol/webhooks.md §1; a route's own `hmac_sha256` header is added
+# per record (`build_record(signature_header=…)`).
+SECRET_HEADERS = frozenset(
+    {
+        "authorization",
+        "cookie",
+        "proxy-authorization",
+        "x-hub-signature-256",
+        "stripe-signature",
+        "x-slack-signature",
+    }
+)
+MAX_RECORDS = 100
+MAX_BODY_BYTES = 64 * 1024
+MAX_TOTAL_BYTES = 64 * 1024 * 1024
+REQUEST_ID_PREFIX = "rq_"
+
+
+def new_request_id() -> str:
+    return REQUEST_ID_PREFIX + secrets.token_hex(16)
+
+
+def is_request_id(value: str) -> bool:
+    tail = value.removeprefix(REQUEST_ID_PREFIX)
+    return value.startswith(REQUEST_ID_PREFIX) and len(tail) == 32 and all(c in "0123456789abcdef" for c in tail)
+
+
+def received_at(unix: float) -> str:
+    """RFC 3339 in UTC with milliseconds: `2026-12-04T10:00:00.123Z`."""
+    moment = datetime.fromtimestamp(unix, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _scrub(text: str, token: str) -> str:
+    return text.replace(token, REDACTED) if token and token in text else text
+
+
+def record_headers(
+    raw: Iterable[tuple[bytes, bytes]], *, token: str = "", signature_header: str = ""
+) -> dict[str, str]:
+    """Lower-cased names; repeated names joined with `, `; secrets replaced by `[redacted]`, and the route token
+    scrubbed from every other value (a proxy in front may copy the path into a header)."""
+    secret = SECRET_HEADERS | ({signature_header.lower()} if signature_header else set())
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in raw:
+        name = raw_name.decode("latin-1").lower()
+        value = REDACTED if name in secret else _scrub(raw_value.decode("latin-1"), token)
+        headers[name] = f"{headers[name]}, {value}" if name in headers and value != REDACTED else value
+    return headers
+
+
+@dataclass
+class Outcome:
+    """What one webhook (or replay) came to: the answer the gateway sent and whether the tunnel gave it."""
+
+    started: float = field(default_factory=time.time)
+    clock: float = field(default_factory=time.monotonic)
+    status: int = 0
+    response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    response_body_size: int = 0
+    answered: bool = False  # the tunnel answered (delivery `live`), else the gateway refused it (`rejected`)
+    body: bytes | None = None  # the body as read; None when the request was refused before reading it
+    verified: bool | None = None  # its signature held (True) or not (False); None when the route checks none (§1)
+
+    def see(self, message: dict[str, Any]) -> None:
+        """Note an ASGI response message on its way out."""
+        if message["type"] == "http.response.start":
+            self.status = int(message["status"])
+            self.response_headers = list(message.get("headers") or ())
+        elif message["type"] == "http.response.body":
+            self.response_body_size += len(message.get("body") or b"")
+
+
+# The gateway's own headers on every answer say nothing about the webhook's.
+_UNRECORDED_RESPONSE_HEADERS = frozenset(
+    {"content-length", "content-security-policy", "vary"} | {name.decode() for name, _ in asgi_http.SECURITY_HEADERS}
+)
+
+
+def _recorded_response_header(name: str) -> bool:
+    return name not in _UNRECORDED_RESPONSE_HEADERS and not name.startswith("access-control-")
+
+
+def build_record(
+    *,
+    method: str,
+    query: str,
+    headers: dict[str, str],
+    declared_size: int,
+    outcome: Outcome,
+    capture_bodies: bool,
+    token: str = "",
+    replay_of: str | None = None,
+) -> dict[str, Any]:
+    """One record of docs/protocol/webhooks.md §2. A captured body has the route token replaced like the rest (a
+    GitHub `ping` carries the hook's URL); `body_size` is the size that arrived."""
+    body = outcome.body
+    record: dict[str, Any] = {
+        "request_id": new_request_id(),
+        "received_at": received_at(outcome.started),
+        "method": method,
+        "query": _scrub(query, token),
+        "headers": headers,
+        "body_size": len(body) if body is not None else declared_size,
+    }
+    if body is not None and capture_bodies:
+        if len(body) <= MAX_BODY_BYTES:
+            kept = body.replace(token.encode(), REDACTED.encode()) if token else body
+            record["body_base64"] = base64.b64encode(kept).decode()
+        else:
+            record["body_truncated"] = True
+    record.update(
+        verified=outcome.verified,
+        delivery="live" if outcome.answered else "rejected",
+        status=outcome.status,
+        duration_ms=max(0, round((time.monotonic() - outcome.clock) * 1000)),
+        response={
+            "status": outcome.status,
+            "headers": {
+                k.decode("latin-1").lower(): v.decode("latin-1")
+                for k, v in outcome.response_headers
+                if _recorded_response_header(k.decode("latin-1").lower())
+            },
+            "body_size": outcome.response_body_size,
+        },
+        replay_of=replay_of,
+    )
+    return record
+
+
+def replay_body(record: dict[str, Any]) -> bytes | None:
+    """The body a replay sends: the captured one, or an empty body that arrived (fully known without capture); None
+    when the body is unknown (not captured, too large, or never read)."""
+    if "body_base64" in record:
+        return base64.b64decode(record["body_base64"])
+    if record.get("body_size") == 0 and not record.get("body_truncated"):
+        return b""
+    return None
+
+
+# -- the store ---------------------------------------------------------------------------------------------------------
+
+
+class RequestLog(Protocol):
+    async def append(self, route_id: str, record: dict[str, Any]) -> None:
+        """Add `record` as the route's newest, dropping what falls outside the bounds."""
+        ...
+
+    async def recent(self, route_id: str, limit: int) -> list[dict[str, Any]]:
+        """The route's `limit` newest records, newest first."""
+        ...
+
+    async def get(self, route_id: str, request_id: str) -> dict[str, Any] | None: ...
+
+
+class MemoryRequestLog:
+    """Records in this process: per route a bounded deque, routes ordered by their last write."""
+
+    def __init__(self, *, max_records: int = MAX_RECORDS, max_total_bytes: int = MAX_TOTAL_BYTES) -> None:
+        self.max_records = max_records
+        self.max_total_bytes = max_total_bytes
+        self._total = 0
+        self._routes: collections.OrderedDict[str, collections.deque[tuple[dict[str, Any], int]]] = (
+            collections.OrderedDict()
+        )
+        self._lock = threading.Lock()
+
+    async def append(self, route_id: str, record: dict[str, Any]) -> None:
+        size = len(json.dumps(record, separators=(",", ":")).encode())
+        with self._lock:
+            records = self._routes.pop(route_id, None) or collections.deque()
+            self._routes[route_id] = records  # now the most recently written
+            records.appendleft((record, size))
+            self._total += size
+            while len(records) > self.max_records:
+                self._total -= records.pop()[1]
+            while self._total > self.max_total_bytes:
+                oldest = next(iter(self._routes))
+                if oldest == route_id:
+                    break
+                self._total -= sum(s for _, s in self._routes.pop(oldest))
+
+    async def recent(self, route_id: str, limit: int) -> list[dict[str, Any]]:
+        with self._lock:
+            return [record for record, _ in list(self._routes.get(route_id, ()))[:limit]]
+
+    async def stored_bytes(self) -> int:
+        return self._total
+
+    async def get(self, route_id: str, request_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            for record, _ in self._routes.get(route_id, ()):
+                if record["request_id"] == request_id:
+                    return record
+        return None
+
+
+_log: list[RequestLog] = []
+
+
+def request_log() -> RequestLog:
+    """This process's store: in Redis when the state is shared (docs/scaling.md)."""
+    if not _log:
+        if settings.GATEWAY.state_backend == "redis":
+            from tunnels.inspector_redis import RedisRequestLog
+
+            _log.append(RedisRequestLog())
+        else:
+            _log.append(MemoryRequestLog())
+    return _log[0]
+
+
+def events_group(route_id: str) -> str:
+    return f"inspect.{route_id}"
+
+
+async def publish(route_id: str, record: dict[str, Any]) -> None:
+    layer = get_channel_layer()
+    if layer is not None:
+        await layer.group_send(events_group(route_id), {"type": "inspector.request", "record": record})
+
+
+async def save(route_id: str, record: dict[str, Any]) -> None:
+    await request_log().append(route_id, record)
+    await publish(route_id, record)
