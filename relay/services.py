@@ -178,7 +178,11 @@ async def device_view(*, principal: Principal) -> tuple[dict[str, tuple[str, str
             statuses[entry.device.device_id] = ("online", rfc3339(record.last_seen_at))
         else:
             statuses[entry.device.device_id] = ("offline", "")
-    expiries = [a.expires_at for a in accesses if a.role == "collaborator" and a.expires_at > now]
+    # A grant is active through the whole second of its `expires_at` (shares.permissions.effective_status), so one
+    # that expires in the current second still needs its wake.
+    expiries = [
+        a.expires_at for a in accesses if a.role == "collaborator" and a.expires_at > 0 and a.expires_at + 1 > now
+    ]
     return statuses, int(min(expiries)) if expiries else 0
 
 

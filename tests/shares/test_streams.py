@@ -3,6 +3,7 @@ docs/protocol/decisions.md R4)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
@@ -67,6 +68,25 @@ async def test_grant_expiry_removes_the_device_without_any_event(client):
     await stream.read_until(b"}\n\n")
     (dropped,) = events(await stream.read_until(b"}\n\n", timeout=10))  # well before the 30 s tick
     assert dropped["deviceId"] == DEVICE and dropped["status"] == "offline" and dropped["at"]
+    await stream.close()
+
+
+async def test_a_grant_expiring_in_the_current_second_is_dropped_at_its_end(client):
+    """A grant is active through the second of its expiry: a stream opened during that second shows the device and
+    must still drop it when the second ends, not at the next 30 s tick."""
+    grant_id = await sync_to_async(shared_device)(client)
+    deadline = time.monotonic() + 2
+    while time.time() % 1 > 0.3:  # start early in a second, so the stream opens within it (bounded wait)
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.01)
+    expires_at = int(time.time())
+    await sync_to_async(Grant.objects.filter(pk=grant_id).update)(grant_expires_at=expires_at)
+    stream = Stream(application, PATH, BOB)
+    await stream.open()
+    (shown,) = events(await stream.read_until(b"}\n\n"))
+    assert shown["deviceId"] == DEVICE and int(time.time()) == expires_at  # still within the grant's last second
+    (dropped,) = events(await stream.read_until(b"}\n\n", timeout=5))
+    assert dropped["deviceId"] == DEVICE and dropped["status"] == "offline"
     await stream.close()
 
 
