@@ -111,7 +111,7 @@ async def test_webhooks_end_to_end(gateway_url, browser, screenshot):
     await page.click("#new-route")
     await page.select_option("#create-device", device_id)
     await page.fill("#create-type", "Not-Valid")
-    await page.click("#modal-actions button:text('Create')")
+    await page.press("#create-type", "Enter")  # Enter creates, like the button; the dialog stays open on an error
     await page.wait_for_selector("#modal-error:text('interface_type must match')")
     await page.fill("#create-type", "github")
     await page.fill("#create-interface-id", "my-repo")
@@ -164,7 +164,8 @@ async def test_webhooks_end_to_end(gateway_url, browser, screenshot):
         assert [await items.nth(i).locator(".method").inner_text() for i in range(3)] == ["PUT", "POST", "POST"]
         assert await items.nth(1).locator("[data-verified]").inner_text() == "bad signature"
         assert await items.nth(1).locator("[data-delivery]").inner_text() == "rejected"
-        await items.nth(0).click()
+        await items.nth(0).focus()
+        await page.keyboard.press("Enter")  # the feed is usable from the keyboard
         await page.wait_for_selector("#request-detail pre[data-body=hex]")
         assert "ff 00 80 41" in await page.inner_text("#request-detail pre[data-body=hex]")
 
@@ -228,7 +229,7 @@ async def test_webhooks_end_to_end(gateway_url, browser, screenshot):
         # Rotate with no grace: a new URL, shown once; the old one stops at once.
         await page.click("#route-rotate")
         await page.fill("#rotate-grace", "0")
-        await page.click("#modal-actions button:text('Rotate')")
+        await page.press("#rotate-grace", "Enter")
         await page.wait_for_selector("#once-url")
         rotated = await page.input_value("#once-url")
         assert rotated != public_url and rotated.startswith(f"http://localhost:8080/integrations/{route_id}/")

@@ -220,6 +220,19 @@ function bufferFields(prefix, current) {
   return { nodes, value };
 }
 
+// The shared dialog is a `<form method="dialog">`: Enter in one of its fields would close it unsaved. In these
+// dialogs Enter runs the primary action instead.
+function enterRunsPrimary() {
+  for (const input of $("modal-body").querySelectorAll("input")) {
+    input.addEventListener("keydown", (event) => {
+      if (event.key !== "Enter") return;
+      event.preventDefault();
+      const primary = $("modal-actions").querySelector("button.primary");
+      if (primary) primary.click();
+    });
+  }
+}
+
 function createDialog() {
   const owned = ui.devices().filter((d) => (d.role || "owner") === "owner");
   if (!owned.length) {
@@ -270,6 +283,7 @@ function createDialog() {
       },
     },
   ]);
+  enterRunsPrimary();
 }
 
 function copyRow(id, text, status) {
@@ -327,6 +341,7 @@ function rotateDialog(route) {
       },
     },
   ]);
+  enterRunsPrimary();
 }
 
 function deleteDialog(route) {
