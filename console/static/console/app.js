@@ -1,9 +1,10 @@
-// The console: dashboard, devices (live), end-to-end encrypted sessions and shares.
+// The console: dashboard, devices (live), end-to-end encrypted sessions, shares and webhooks (webhooks.js).
 
 import { api, ApiError, loadTokens } from "./api.js";
 import { completeSignIn, currentUser, signIn, signOut } from "./auth.js";
 import * as e2ee from "./e2ee.js";
 import { openStream } from "./sse.js";
+import { hideWebhooks, initWebhooks, showWebhooks } from "./webhooks.js";
 
 const $ = (id) => document.getElementById(id);
 const SHARE_KEY = "gw_console_share";
@@ -78,9 +79,12 @@ function modal(title, body, actions) {
 function route() {
   const hash = location.hash || "#/dashboard";
   const share = hash.match(/^#\/share\/([A-Za-z0-9_-]+)/);
-  if (share) return showAccept(share[1]);
+  if (share) {
+    hideWebhooks();
+    return showAccept(share[1]);
+  }
   const view = (hash.match(/^#\/(\w+)/) || [])[1] || "dashboard";
-  show(["dashboard", "devices", "sessions", "shares"].includes(view) ? view : "dashboard");
+  show(["dashboard", "devices", "sessions", "shares", "webhooks"].includes(view) ? view : "dashboard");
 }
 
 function show(view) {
@@ -89,6 +93,8 @@ function show(view) {
   if (view === "dashboard") loadDashboard();
   if (view === "devices") renderDevices();
   if (view === "shares") loadShares();
+  if (view === "webhooks") showWebhooks();
+  else hideWebhooks();
 }
 
 // -- dashboard ------------------------------------------------------------------------------------------------------
@@ -631,6 +637,7 @@ async function start() {
     await loadDevices().catch(() => {});
     inviteDialog();
   };
+  initWebhooks({ el, modal, errorText, ago, devices: () => state.devices });
   $("chat-form").onsubmit = (event) => {
     event.preventDefault();
     const text = $("chat-input").value;
