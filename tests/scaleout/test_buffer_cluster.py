@@ -44,7 +44,7 @@ async def test_buffered_on_one_process_delivered_through_the_other(cluster):
             assert json.loads(await tunnel.recv())["type"] == "tunnel.connected"
             await tunnel.send(json.dumps({"type": "tunnel.activate", "routes": [route_id]}))
             assert json.loads(await tunnel.recv())["results"][0]["status"] == "active"
-            received = []
+            received: list[bytes] = []
             # Webhooks sent through B while A drains queue behind the stored ones; B's own drain attempt finds
             # the route's lock taken, so nothing is sent twice.
             late = await b.post(path, content=b"late")
