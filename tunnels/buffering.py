@@ -13,6 +13,9 @@ can take them, answered `202`, and delivered in arrival order once a tunnel acti
   away before answering: the entry stays at the head and the drain stops; the next activation or webhook starts
   it again, so such an entry may reach the tunnel twice (delivery is at least once).
 - **Expiry**: see tunnels.buffer; an expired entry's record becomes `rejected` with status 410.
+- **Records.** Ingress writes a buffered webhook's record after its `202` went out, and a drain already running may
+  deliver the entry before that: the outcome then waits in a key/value store (shared in Redis mode) for ingress to
+  apply when it writes the record (`record_saved`).
 """
 
 from __future__ import annotations
@@ -28,12 +31,16 @@ from django.conf import settings
 
 from gateway_site import asgi_http
 from gateway_site.errors import JSON_CONTENT_TYPE, PlainError
+from gateway_site.kvstore import KeyValueStore, kv_store
 from tunnels import buffer, delivery, ingress, inspector, services
 
 logger = logging.getLogger("gateway.tunnels")
 
 _tasks: set[asyncio.Task[None]] = set()
 clock = time.time  # the wall clock of stored entries' expiry (a test may move it)
+# Outcomes reached before their record was written (`_settle`), kept briefly for ingress to apply (`record_saved`).
+OUTCOME_TTL_SECONDS = 60
+MAX_EARLY_OUTCOMES = 10_000
 
 
 async def waiting(route_id: str) -> bool:
@@ -140,12 +147,29 @@ async def _settle(route_id: str, request_id: str, changes: dict[str, Any]) -> No
     if not settings.GATEWAY_INSPECTOR_ENABLED:
         return
     try:
-        record = await inspector.request_log().get(route_id, request_id)
+        log = inspector.request_log()
+        record = await log.get(route_id, request_id)
+        if record is None:
+            # Not written yet (ingress records a webhook after its answer) or no longer kept: leave the outcome for
+            # `record_saved`, then look once more, so that whichever of the two comes last applies it.
+            await _outcomes().set(request_id, changes)
+            record = await log.get(route_id, request_id)
         if record is None or record.get("delivery") != "buffered":
             return
         await inspector.update(route_id, {**record, **changes})
     except Exception:
         logger.warning("buffered webhook record not updated", exc_info=True, extra={"fields": {"route_id": route_id}})
+
+
+def _outcomes() -> KeyValueStore:
+    return kv_store("buffer-outcomes", ttl=OUTCOME_TTL_SECONDS, max_entries=MAX_EARLY_OUTCOMES)
+
+
+async def record_saved(route_id: str, record: dict[str, Any]) -> None:
+    """Ingress wrote the record of a buffered webhook: apply an outcome its drain reached before that."""
+    changes = await _outcomes().get(record["request_id"])
+    if isinstance(changes, dict):
+        await inspector.update(route_id, {**record, **changes})
 
 
 async def _expired(route_id: str, request_id: str) -> None:

@@ -238,6 +238,8 @@ async def _record(scope: dict[str, Any], token: str, route: services.IngressRout
     )
     try:
         await inspector.save(route.route_id, record)
+        if outcome.buffered:
+            await _buffering().record_saved(route.route_id, record)
     except Exception as exc:
         if outage.unavailable(exc) is None:
             logger.warning("webhook not recorded", exc_info=True, extra={"fields": {"route_id": route.route_id}})

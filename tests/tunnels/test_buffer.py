@@ -18,7 +18,7 @@ from console import operator_services
 from gateway_site.asgi import application
 from tests.relay_helpers import Stream, bearer
 from tests.tunnels.test_tunnel_and_ingress import OWNER, activate, answering, connect, new_route
-from tunnels import buffer, buffering
+from tunnels import buffer, buffering, inspector
 
 pytestmark = pytest.mark.django_db(transaction=True)
 BASE = "/gateway/v1/integrations/routes"
@@ -256,3 +256,18 @@ async def test_operators_see_buffered_and_recorded_counts_and_deletion_drops_the
     assert (row["buffered"], row["recorded"]) == (2, 2)
     assert (await http.delete(f"{BASE}/{route_id}", headers=bearer(OWNER))).status_code == 200
     assert await buffer.store().count(route_id) == 0
+
+
+async def test_an_outcome_reached_before_the_record_was_written_is_applied_when_it_is(setup):
+    """A drain already running can deliver a webhook before ingress has written its record (that happens after the
+    202 went out): the outcome waits, and writing the record applies it."""
+    http = setup
+    _, route_id, _ = await buffered_route(http)
+    record_id = inspector.new_request_id()
+    record = {"request_id": record_id, "delivery": "buffered", "status": 202}
+    await buffering._settle(route_id, record_id, {"delivery": "delivered", "status": 200})
+    assert await inspector.request_log().get(route_id, record_id) is None  # nothing made up
+    await inspector.save(route_id, record)
+    await buffering.record_saved(route_id, record)
+    saved = await inspector.request_log().get(route_id, record_id)
+    assert saved is not None and (saved["delivery"], saved["status"]) == ("delivered", 200)
