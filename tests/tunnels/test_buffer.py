@@ -70,6 +70,8 @@ async def test_route_field_buffer(setup):
         ({"enabled": True, "ttl_seconds": 59}, "buffer.ttl_seconds must be an integer between 60 and 86400"),
         ({"enabled": True, "ttl_seconds": 86401}, "buffer.ttl_seconds must be an integer between 60 and 86400"),
         ({"enabled": True, "ttl_seconds": 60.5}, "buffer.ttl_seconds must be an integer between 60 and 86400"),
+        ({"enabled": True, "max_requests": None}, "buffer.max_requests must be an integer between 1 and 1000"),
+        ({"enabled": None}, "buffer.enabled is required and must be true or false"),
     ]
     for bad, message in bad_values:
         response = await http.post(
@@ -271,3 +273,18 @@ async def test_an_outcome_reached_before_the_record_was_written_is_applied_when_
     await buffering.record_saved(route_id, record)
     saved = await inspector.request_log().get(route_id, record_id)
     assert saved is not None and (saved["delivery"], saved["status"]) == ("delivered", 200)
+
+
+async def test_turning_buffering_off_keeps_what_is_stored_for_delivery(setup):
+    http = setup
+    _, route_id, path = await buffered_route(http)
+    assert (await http.post(path, content=b"kept")).status_code == 202
+    off = await http.put(f"{BASE}/{route_id}", json={"buffer": None}, headers=bearer(OWNER))
+    assert off.json()["route"]["buffer"]["enabled"] is False
+    assert (await http.post(path, content=b"refused")).status_code == 503  # no longer stored
+    socket = await connect()
+    await activate(socket, route_id)
+    frame = await answering(socket, body=b"ok")
+    assert base64.b64decode(frame["body_base64"]) == b"kept"
+    await until(lambda: _count_is(route_id, 0))
+    await socket.close()
