@@ -35,7 +35,9 @@ from relay.session_store import sessions
 from relay.stores import Presence, presence
 from shares import services as shares_services
 from shares.models import Grant
+from tunnels import buffer as tunnel_buffer
 from tunnels import delivery as tunnel_delivery
+from tunnels import inspector as tunnel_inspector
 from tunnels import services as tunnel_services
 from tunnels import tokens
 from tunnels.models import IntegrationRoute
@@ -229,10 +231,12 @@ def devices() -> dict[str, Any]:
     return {"devices": listed, "truncated": truncated}
 
 
-async def _routes_live(route_ids: list[str]) -> tuple[list[bool], list[dict[str, int]]]:
+async def _routes_live(route_ids: list[str]) -> tuple[list[bool], list[dict[str, int]], list[int], list[int]]:
     connected = await asyncio.gather(*(tunnel_delivery.route_target(r) for r in route_ids))
     counts = await asyncio.gather(*(tunnel_services.route_answer_counts(r) for r in route_ids))
-    return [c is not None for c in connected], list(counts)
+    buffered = await asyncio.gather(*(tunnel_buffer.store().count(r) for r in route_ids))
+    recorded = await asyncio.gather(*(tunnel_inspector.request_log().count(r) for r in route_ids))
+    return [c is not None for c in connected], list(counts), list(buffered), list(recorded)
 
 
 def routes() -> dict[str, Any]:
@@ -240,9 +244,9 @@ def routes() -> dict[str, Any]:
     found = list(IntegrationRoute.objects.order_by("owner_uid", "-created_at", "route_id")[: LIST_LIMIT + 1])
     truncated = len(found) > LIST_LIMIT
     found = found[:LIST_LIMIT]
-    connected, counts = _live(_routes_live, [r.route_id for r in found])
+    connected, counts, buffered, recorded = _live(_routes_live, [r.route_id for r in found])
     listed = []
-    for route, tunnel, answers in zip(found, connected, counts, strict=True):
+    for route, tunnel, answers, waiting, records in zip(found, connected, counts, buffered, recorded, strict=True):
         listed.append(
             {
                 "route_id": route.route_id,
@@ -256,6 +260,8 @@ def routes() -> dict[str, Any]:
                 "last_used_at": rfc3339(route.token_last_used_at),
                 "token_expires_at": rfc3339(route.token_expires_at),
                 "answers_today": answers,
+                "buffered": waiting,  # webhooks stored for delivery (docs/protocol/webhooks.md §3)
+                "recorded": records,  # the inspector's records (§2)
             }
         )
     return {"routes": listed, "truncated": truncated}

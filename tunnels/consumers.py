@@ -21,7 +21,7 @@ from gateway_site.ids import next_connection_id
 from gateway_site.lifecycle import CLOSE_SERVICE_RESTART, lifecycle
 from gateway_site.timefmt import rfc3339
 from relay import services as relay_services
-from tunnels import delivery, services
+from tunnels import buffering, delivery, services
 from tunnels.registry import tunnels
 
 logger = logging.getLogger("gateway.tunnels")
@@ -110,7 +110,11 @@ class TunnelConsumer(ContainedWebsocketConsumer):
             return
         kind = frame.get("type")
         if kind == "tunnel.activate":
-            await self.send_frame(await self._activate(frame))
+            result = await self._activate(frame)
+            await self.send_frame(result)
+            for item in result["results"]:  # stored webhooks go out after the result (docs/protocol/webhooks.md §3)
+                if item["status"] == "active":
+                    buffering.kick(item["route_id"])
         elif kind == "tunnel.deactivate":
             await self.send_frame(await self._deactivate(frame))
         elif kind == "tunnel.response":

@@ -18,7 +18,7 @@ from typing import Any
 
 from gateway_site import nodes
 from gateway_site.nodes import inbox
-from tunnels import services
+from tunnels import buffer, services
 from tunnels.registry import Inflight, TunnelSocket, forwarded, inflight, tunnels
 from tunnels.stores import RedisRouteBindings, RouteBinding
 
@@ -150,6 +150,7 @@ async def routes_removed(route_ids: list[str]) -> None:
     for route_id in route_ids:
         await services.snapshot_forget(route_id)
         await route_deactivated(route_id, "revoked")
+        await buffer.store().drop_route(route_id)  # its stored webhooks go with it (docs/protocol/webhooks.md §3)
 
 
 async def device_deleted(sender: Any, *, device_id: str, **kwargs: Any) -> None:

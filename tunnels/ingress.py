@@ -210,6 +210,15 @@ async def ingress(scope: dict[str, Any], receive: Any, send: Any, route_id: str,
                 logger.warning("route answer not counted", exc_info=True, extra={"fields": {"route_id": route_id}})
         if answer.route is not None and settings.GATEWAY_INSPECTOR_ENABLED:
             await _record(scope, route_token, answer.route, answer.outcome)
+    if answer.outcome.buffered:  # after its record exists, so that its delivery can update it
+        _buffering().kick(route_id)
+
+
+def _buffering() -> Any:
+    """tunnels.buffering, which delivers through this module (imported when first needed)."""
+    from tunnels import buffering
+
+    return buffering
 
 
 async def _record(scope: dict[str, Any], token: str, route: services.IngressRoute, outcome: inspector.Outcome) -> None:
@@ -229,6 +238,8 @@ async def _record(scope: dict[str, Any], token: str, route: services.IngressRout
     )
     try:
         await inspector.save(route.route_id, record)
+        if outcome.buffered:
+            await _buffering().record_saved(route.route_id, record)
     except Exception as exc:
         if outage.unavailable(exc) is None:
             logger.warning("webhook not recorded", exc_info=True, extra={"fields": {"route_id": route.route_id}})
@@ -268,7 +279,9 @@ async def _ingress(
         await _plain(send, scope, 413)
         return
     target = await delivery.route_target(route.route_id) if route.active else None
-    if target is None:
+    # docs/protocol/webhooks.md §3: stored while no tunnel takes it, and behind what is stored already.
+    buffered = route.buffer is not None and (target is None or await _buffering().waiting(route.route_id))
+    if target is None and not buffered:
         await _plain(send, scope, 503)
         return
     if body is None:
@@ -277,25 +290,39 @@ async def _ingress(
         await _plain(send, scope, 413)
         return
     answer.outcome.body = body
-    answer.outcome.answered = await deliver(send, scope, route, target, body)
+    if buffered:
+        await _buffering().accept(send, scope, route, body, answer.outcome)
+    elif target is not None:
+        answer.outcome.answered = await deliver(send, scope, route, target, body)
 
 
-async def deliver(send: Any, scope: dict[str, Any], route: services.IngressRoute, target: str, body: bytes) -> bool:
-    """Steps 11 on of docs/protocol/tunnels.md §4 for a webhook whose checks passed (ingress and replay): claim its
-    place in flight, hand it to the tunnel and relay the answer to `send`; True when the tunnel answered."""
+async def deliver(
+    send: Any,
+    scope: dict[str, Any],
+    route: services.IngressRoute,
+    target: str,
+    body: bytes,
+    *,
+    frame: dict[str, Any] | None = None,
+) -> bool:
+    """Steps 11 on of docs/protocol/tunnels.md §4 for a webhook whose checks passed (ingress, replay and buffered ones):
+    claim its place in flight, hand it to the tunnel and relay the answer to `send`; True when the tunnel answered.
+    `frame`: the stored `tunnel.request` of a buffered webhook (tunnels.buffering), sent instead of one built now."""
     request_id = "req_" + str(uuid.uuid4())[:12]
     full = await services.inflight_claim(route, request_id)
     if full is not None:
         await _inflight_full(send, scope, full)
         return False
     try:
-        return await _exchange(send, scope, route, target, request_id, body)
+        if frame is None:
+            frame = request_frame(scope, route, request_id, body)
+        return await _exchange(send, scope, route, target, request_id, frame)
     finally:
         await services.inflight_release(route, request_id)
 
 
 async def _exchange(
-    send: Any, scope: dict[str, Any], route: services.IngressRoute, target: str, request_id: str, body: bytes
+    send: Any, scope: dict[str, Any], route: services.IngressRoute, target: str, request_id: str, frame: dict[str, Any]
 ) -> bool:
     """Hand the webhook to the tunnel at `target` (tunnels.delivery.route_target), wait for its answer until the
     route's deadline and relay it (the route's and owner's shares are already claimed; this process's own safety net
@@ -307,7 +334,7 @@ async def _exchange(
         return False
     try:
         await services.ingress_mark_used_soon(route.route_id)
-        frame = request_frame(scope, route, request_id, body)
+        frame = {**frame, "request_id": request_id, "deadline_ms": route.deadline_ms}
         sent = await delivery.send_request(route.route_id, target, frame)
     except BaseException:
         inflight.pop(request_id)  # the slot goes back whatever failed (a Redis outage included)

@@ -98,6 +98,8 @@ class Outcome:
     answered: bool = False  # the tunnel answered (delivery `live`), else the gateway refused it (`rejected`)
     body: bytes | None = None  # the body as read; None when the request was refused before reading it
     verified: bool | None = None  # its signature held (True) or not (False); None when the route checks none (§1)
+    record_id: str = ""  # the record's id when chosen before the answer (a buffered webhook's, §3)
+    buffered: bool = False  # stored for later delivery (delivery `buffered`, §3)
 
     def see(self, message: dict[str, Any]) -> None:
         """Note an ASGI response message on its way out."""
@@ -133,7 +135,7 @@ def build_record(
     GitHub `ping` carries the hook's URL); `body_size` is the size that arrived."""
     body = outcome.body
     record: dict[str, Any] = {
-        "request_id": new_request_id(),
+        "request_id": outcome.record_id or new_request_id(),
         "received_at": received_at(outcome.started),
         "method": method,
         "query": _scrub(query, token),
@@ -148,21 +150,26 @@ def build_record(
             record["body_truncated"] = True
     record.update(
         verified=outcome.verified,
-        delivery="live" if outcome.answered else "rejected",
+        delivery="buffered" if outcome.buffered else "live" if outcome.answered else "rejected",
         status=outcome.status,
         duration_ms=max(0, round((time.monotonic() - outcome.clock) * 1000)),
-        response={
-            "status": outcome.status,
-            "headers": {
-                k.decode("latin-1").lower(): v.decode("latin-1")
-                for k, v in outcome.response_headers
-                if _recorded_response_header(k.decode("latin-1").lower())
-            },
-            "body_size": outcome.response_body_size,
-        },
+        response=response_of(outcome),
         replay_of=replay_of,
     )
     return record
+
+
+def response_of(outcome: Outcome) -> dict[str, Any]:
+    """A record's `response` for the answer in `outcome` (the recorded headers only)."""
+    return {
+        "status": outcome.status,
+        "headers": {
+            k.decode("latin-1").lower(): v.decode("latin-1")
+            for k, v in outcome.response_headers
+            if _recorded_response_header(k.decode("latin-1").lower())
+        },
+        "body_size": outcome.response_body_size,
+    }
 
 
 def replay_body(record: dict[str, Any]) -> bytes | None:
@@ -188,6 +195,14 @@ class RequestLog(Protocol):
         ...
 
     async def get(self, route_id: str, request_id: str) -> dict[str, Any] | None: ...
+
+    async def update(self, route_id: str, record: dict[str, Any]) -> bool:
+        """Replace the route's record of the same `request_id` where it stands; False when it is gone."""
+        ...
+
+    async def count(self, route_id: str) -> int:
+        """How many records the route has."""
+        ...
 
 
 class MemoryRequestLog:
@@ -223,6 +238,21 @@ class MemoryRequestLog:
 
     async def stored_bytes(self) -> int:
         return self._total
+
+    async def update(self, route_id: str, record: dict[str, Any]) -> bool:
+        size = len(json.dumps(record, separators=(",", ":")).encode())
+        with self._lock:
+            records = self._routes.get(route_id, ())
+            for index, (old, old_size) in enumerate(records):
+                if old["request_id"] == record["request_id"]:
+                    records[index] = (record, size)  # type: ignore[index]
+                    self._total += size - old_size
+                    return True
+        return False
+
+    async def count(self, route_id: str) -> int:
+        with self._lock:
+            return len(self._routes.get(route_id, ()))
 
     async def get(self, route_id: str, request_id: str) -> dict[str, Any] | None:
         with self._lock:
@@ -260,3 +290,10 @@ async def publish(route_id: str, record: dict[str, Any]) -> None:
 async def save(route_id: str, record: dict[str, Any]) -> None:
     await request_log().append(route_id, record)
     await publish(route_id, record)
+
+
+async def update(route_id: str, record: dict[str, Any]) -> None:
+    """Store the changed record (a buffered webhook delivered or expired, §3) and announce it; nothing when the
+    record is no longer kept."""
+    if await request_log().update(route_id, record):
+        await publish(route_id, record)

@@ -7,7 +7,8 @@ docs/scaling.md). Keys:
     <p>inspect:bytes             the stored JSON's total length in bytes, over every route
 
 Adding a record is one Lua script, so it is atomic: push, trim the route to its limit, then while the total is over
-the global bound drop the least recently written other route whole (the bounds of tunnels.inspector).
+the global bound drop the least recently written other route whole (the bounds of tunnels.inspector). Replacing a
+record (a buffered webhook delivered or expired) is one script too: only a record still kept is replaced.
 """
 
 from __future__ import annotations
@@ -48,6 +49,17 @@ return total
 """
 
 
+# Replace a record still kept (its id in the route's hash) and adjust the total: ARGV prefix, route, id, JSON.
+_UPDATE = """
+local recs = ARGV[1] .. 'rec:' .. ARGV[2]
+if redis.call('HEXISTS', recs, ARGV[3]) == 0 then return 0 end
+local delta = string.len(ARGV[4]) - redis.call('HSTRLEN', recs, ARGV[3])
+redis.call('HSET', recs, ARGV[3], ARGV[4])
+redis.call('INCRBY', ARGV[1] .. 'bytes', delta)
+return 1
+"""
+
+
 class RedisRequestLog:
     def __init__(
         self,
@@ -79,6 +91,14 @@ class RedisRequestLog:
     async def get(self, route_id: str, request_id: str) -> dict[str, Any] | None:
         text = await redis_state.client(self.url).hget(f"{self.prefix}rec:{route_id}", request_id)
         return None if text is None else json.loads(text)
+
+    async def update(self, route_id: str, record: dict[str, Any]) -> bool:
+        text = json.dumps(record, separators=(",", ":"))
+        args = (self.prefix, route_id, record["request_id"], text)
+        return bool(await redis_state.client(self.url).eval(_UPDATE, 0, *args))
+
+    async def count(self, route_id: str) -> int:
+        return int(await redis_state.client(self.url).llen(f"{self.prefix}ids:{route_id}"))
 
     async def stored_bytes(self) -> int:
         return int(await redis_state.client(self.url).get(f"{self.prefix}bytes") or 0)

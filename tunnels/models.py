@@ -41,6 +41,10 @@ class IntegrationRoute(models.Model):
     verify_tolerance_seconds = models.IntegerField(default=300)
     # The request inspector keeps webhook bodies (docs/protocol/webhooks.md §2 `inspect.capture_bodies`).
     inspect_capture_bodies = models.BooleanField(default=False)
+    # Offline buffering (docs/protocol/webhooks.md §3; tunnels.buffer): off unless enabled.
+    buffer_enabled = models.BooleanField(default=False)
+    buffer_max_requests = models.IntegerField(default=100)
+    buffer_ttl_seconds = models.IntegerField(default=3600)
     version = models.IntegerField(default=1)
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField()

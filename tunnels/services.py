@@ -79,6 +79,11 @@ def route_view(route: IntegrationRoute) -> dict[str, Any]:
         "updated_at": rfc3339(route.updated_at),
         "verify": verify.render(route.verify_provider, route.verify_header, route.verify_tolerance_seconds),
         "inspect": {"capture_bodies": route.inspect_capture_bodies},
+        "buffer": {
+            "enabled": route.buffer_enabled,
+            "max_requests": route.buffer_max_requests,
+            "ttl_seconds": route.buffer_ttl_seconds,
+        },
     }
 
 
@@ -94,6 +99,30 @@ def _inspect(body: dict[str, Any]) -> bool | None:
     if not isinstance(value, dict) or set(value) - {"capture_bodies"} or not isinstance(capture, bool):
         raise invalid('inspect must be null or an object {"capture_bodies": true|false}')
     return capture
+
+
+BUFFER_FIELDS = {"max_requests": (1, 1000, 100), "ttl_seconds": (60, 86400, 3600)}
+
+
+def _buffer_changes(body: dict[str, Any]) -> dict[str, Any]:
+    """The columns of the `buffer` field (docs/protocol/webhooks.md §3): an object `{"enabled": bool, "max_requests",
+    "ttl_seconds"}` replacing the whole setting (omitted numbers at their defaults), or null (off); `{}` when absent."""
+    if "buffer" not in body:
+        return {}
+    value = body["buffer"]
+    if value is None:
+        value = {"enabled": False}
+    if not isinstance(value, dict) or set(value) - {"enabled", *BUFFER_FIELDS}:
+        raise invalid('buffer must be null or an object {"enabled": …, "max_requests": …, "ttl_seconds": …}')
+    if not isinstance(value.get("enabled"), bool):
+        raise invalid("buffer.enabled is required and must be true or false")
+    changes: dict[str, Any] = {"buffer_enabled": value["enabled"]}
+    for name, (low, high, default) in BUFFER_FIELDS.items():
+        number = value.get(name, default)
+        if isinstance(number, bool) or not isinstance(number, int) or not low <= number <= high:
+            raise invalid(f"buffer.{name} must be an integer between {low} and {high}")
+        changes[f"buffer_{name}"] = number
+    return changes
 
 
 def _int(body: dict[str, Any], name: str) -> int | None:
@@ -189,6 +218,7 @@ def route_create(*, principal: Principal, body: dict[str, Any], header_device_id
     route_id = tokens.new_route_id()
     verify_columns = _verify_changes(body, route_id)
     capture_bodies = _inspect(body)
+    buffer_columns = _buffer_changes(body)
     if chosen_token:
         problem = tokens.token_problem(chosen_token)
         if problem:
@@ -219,6 +249,7 @@ def route_create(*, principal: Principal, body: dict[str, Any], header_device_id
             created_at=now,
             updated_at=now,
             **verify_columns,
+            **buffer_columns,
         )
     return CreatedRoute(route, token)
 
@@ -282,6 +313,7 @@ def route_update(*, principal: Principal, route_id: str, body: dict[str, Any]) -
         raise RouteError(400, "invalid_route_update", "status must be 'provisioned' or 'inactive'")
     capture_bodies = _inspect(body)
     changes: dict[str, Any] = {name: value for name, value in values.items() if value is not None}
+    changes.update(_buffer_changes(body))
     changes.update(_verify_changes(body, route_id))
     if capture_bodies is not None:
         changes["inspect_capture_bodies"] = capture_bodies
@@ -466,6 +498,7 @@ class IngressRoute:
     active: bool
     verify: dict[str, Any] | None = None  # the snapshot's sealed `verify` part (tunnels.verify.check)
     capture_bodies: bool = False
+    buffer: dict[str, int] | None = None  # {"max_requests", "ttl_seconds"} when buffering is on (webhooks.md §3)
 
 
 class IngressRefused(PlainError):
@@ -524,6 +557,9 @@ def read_snapshot(route_id: str) -> dict[str, Any]:
             route.verify_provider, route.verify_secret_sealed, route.verify_header, route.verify_tolerance_seconds
         ),
         "capture_bodies": route.inspect_capture_bodies,
+        "buffer": {"max_requests": route.buffer_max_requests, "ttl_seconds": route.buffer_ttl_seconds}
+        if route.buffer_enabled
+        else None,
     }
 
 
@@ -571,6 +607,7 @@ def ingress_route(snapshot: dict[str, Any]) -> IngressRoute:
         snapshot["status"] == IntegrationRoute.ACTIVE and not snapshot.get("operator_disabled"),
         snapshot.get("verify"),
         bool(snapshot.get("capture_bodies")),
+        snapshot.get("buffer"),
     )
 
 

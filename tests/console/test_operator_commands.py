@@ -47,7 +47,8 @@ async def test_every_command_against_a_running_memory_only_gateway(gateway):
 
             routes = await manage("list_routes", "--url", url)
             line = next(row for row in routes.stdout.splitlines() if row.startswith(alice.route_id))
-            assert line.split()[2:] == ["active", "no", "yes", line.split()[5], "1", "0", "0", "0"]
+            # buffered 0, recorded 1 (docs/protocol/webhooks.md §2-3), then today's 2xx, 4xx, 5xx, 429
+            assert line.split()[2:] == ["active", "no", "yes", line.split()[5], "0", "1", "1", "0", "0", "0"]
 
             disabled = await manage("disable_route", alice.route_id, "--url", url)
             assert disabled.stdout.strip() == f"disabled {alice.route_id} (owner {alice.uid})"

@@ -72,3 +72,16 @@ async def test_the_default_bound_keeps_the_last_hundred():
         await log.append("rt_d", value)
     kept = await log.recent("rt_d", 1000)
     assert len(kept) == 100 and kept[0] == added[-1] and kept[-1] == added[1]
+
+
+async def test_a_record_is_updated_where_it_stands(log):
+    first, second = record(1), record(2)
+    await log.append("rt_u", first)
+    await log.append("rt_u", second)
+    changed = {**first, "pad": "y" * 50}
+    assert await log.update("rt_u", changed)
+    assert await log.recent("rt_u", 10) == [second, changed]
+    assert await log.stored_bytes() == size(second) + size(changed)
+    assert not await log.update("rt_u", record(3))  # not kept: nothing is added
+    assert not await log.update("rt_other", changed)
+    assert await log.count("rt_u") == 2 and await log.count("rt_none") == 0

@@ -63,9 +63,11 @@ def test_create_returns_the_route_url_and_token_once(client, device):
         "updated_at",
         "verify",
         "inspect",  # docs/protocol/webhooks.md §2
+        "buffer",  # §3
     }
     assert route["verify"] is None
     assert route["inspect"] == {"capture_bodies": False}
+    assert route["buffer"] == {"enabled": False, "max_requests": 100, "ttl_seconds": 3600}
     assert (route["status"], route["interface_id"], route["token_auth_mode"]) == ("provisioned", "T012345", "path")
     assert (route["deadline_ms"], route["max_body_bytes"], route["token_max_age_days"]) == (2500, 1048576, 90)
     assert route["token_last_used_at"] == ""

@@ -24,6 +24,7 @@ class Command(OperatorCommand):
         rows = [{**route, **route["answers_today"]} for route in result["routes"]]
         columns = [("route_id", "ROUTE"), ("owner_uid", "OWNER"), ("status", "STATUS"), ("disabled", "DISABLED")]
         columns += [("tunnel_connected", "TUNNEL"), ("last_used_at", "LAST USED")]
+        columns += [("buffered", "BUFFERED"), ("recorded", "RECORDED")]
         columns += [("2xx", "2XX"), ("4xx", "4XX"), ("5xx", "5XX"), ("429", "429")]
         lines = table(rows, columns)
         lines.append(f"{len(rows)} route(s)" + (" (more not shown)" if result["truncated"] else ""))

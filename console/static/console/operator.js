@@ -197,6 +197,8 @@ async function loadRoutes() {
       el("td", {}, route.disabled ? badge("disabled", "bad") : badge(route.status, route.status === "active" ? "ok" : "")),
       el("td", {}, route.tunnel_connected ? badge("connected", "ok") : badge("no tunnel", "")),
       el("td", { title: route.last_used_at || "" }, ago(route.last_used_at)),
+      el("td", { class: "num", "data-count": "buffered" }, String(route.buffered || 0)),
+      el("td", { class: "num", "data-count": "recorded" }, String(route.recorded || 0)),
       ...["2xx", "4xx", "5xx", "429"].map((k) => el("td", { class: "num", "data-count": k }, String(answers[k] || 0))),
       el("td", { class: "actions" },
         route.disabled
