@@ -273,49 +273,35 @@ async def test_webhooks_end_to_end(gateway_url, browser, screenshot):
     await context.close()
 
 
-@pytest.mark.parametrize("with_buffer", [False, True])
-async def test_buffer_controls_follow_the_route_representation(gateway_url, browser, with_buffer):
-    """Buffering controls appear, and `buffer` is sent on save, only when routes carry a `buffer` key
-    (webhooks.md §3). Until that field exists, the second case adds it to the listing the browser receives."""
+async def test_buffering_is_edited_in_the_route_settings(gateway_url, browser):
+    """The route's `buffer` (webhooks.md §3) is shown in the settings, and what is saved there is what the API then
+    returns; an out-of-range value is refused with the API's message."""
     token = await agent_token(gateway_url, "buffer@example.com")
     device_id = f"dev_{uuid.uuid4().hex}"
     await register_device(gateway_url, token, device_id)
+    bearer = {"Authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(base_url=gateway_url) as http:
         created = await http.post(
-            "/gateway/v1/integrations/routes",
-            json={"device_id": device_id, "interface_type": "http"},
-            headers={"Authorization": f"Bearer {token}"},
+            "/gateway/v1/integrations/routes", json={"device_id": device_id, "interface_type": "http"}, headers=bearer
         )
     route = created.json()["route"]
-    has_buffer = with_buffer or "buffer" in route
+    assert route["buffer"] == {"enabled": False, "max_requests": 100, "ttl_seconds": 3600}
     page = await browser.new_page()
-
-    async def add_buffer(intercepted) -> None:
-        response = await intercepted.fetch()
-        listing = await response.json()
-        for shown in listing["routes"]:
-            shown.setdefault("buffer", {"enabled": True, "max_requests": 7, "ttl_seconds": 600})
-        await intercepted.fulfill(response=response, json=listing)
-
-    if with_buffer:
-        await page.route(f"{gateway_url}/gateway/v1/integrations/routes", add_buffer)
     await sign_in_page(page, gateway_url, "buffer@example.com")
     await page.click("a[data-view=webhooks]")
     await page.click(f"tr[data-route='{route['route_id']}'] button")
-    await page.wait_for_selector("#route-form")
-    assert await page.locator("fieldset[data-buffer]").count() == (1 if has_buffer else 0)
-    bodies: list[dict] = []
-
-    def keep_put(sent) -> None:
-        if sent.method == "PUT":
-            bodies.append(json.loads(sent.post_data or "{}"))
-
-    page.on("request", keep_put)
-    if has_buffer:
-        await page.fill("#edit-buffer-max", "9")
+    await page.wait_for_selector("#route-form fieldset[data-buffer]")
+    assert not await page.is_checked("#edit-buffer-enabled")
+    await page.check("#edit-buffer-enabled")
+    await page.fill("#edit-buffer-max", "9")
+    await page.fill("#edit-buffer-ttl", "600")
     await page.click("#route-form button[type=submit]")
     await page.wait_for_selector("#route-saved:text('Saved.')")
-    assert ("buffer" in bodies[0]) == has_buffer
-    if with_buffer:
-        assert bodies[0]["buffer"]["max_requests"] == 9 and bodies[0]["buffer"]["ttl_seconds"] == 600
+    async with httpx.AsyncClient(base_url=gateway_url) as http:
+        listed = (await http.get("/gateway/v1/integrations/routes", headers=bearer)).json()["routes"]
+    (saved,) = [r for r in listed if r["route_id"] == route["route_id"]]
+    assert saved["buffer"] == {"enabled": True, "max_requests": 9, "ttl_seconds": 600}
+    await page.fill("#edit-buffer-ttl", "5")  # below the documented 60
+    await page.click("#route-form button[type=submit]")
+    await page.wait_for_selector("#route-error:has-text('ttl_seconds')")  # the API's own message
     await page.close()
