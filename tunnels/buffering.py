@@ -2,8 +2,10 @@
 can take them, answered `202`, and delivered in arrival order once a tunnel activates the route.
 
 - **Storing** (`accept`, from ingress once every check passed): the request is kept as the `tunnel.request` frame it
-  would have been sent as (tunnels.buffer). While the route's buffer is not empty, new webhooks join its tail even
-  with a tunnel connected, so they stay behind the stored ones.
+  would have been sent as (tunnels.buffer), sealed with AES-GCM under a key derived from JWT_SIGNING_KEY and bound
+  to the route (tunnels.verify.seal): the frame carries the route token and the sender's headers. A frame that no
+  longer opens (the key changed) is dropped as expired. While the route's buffer is not empty, new webhooks join
+  its tail even with a tunnel connected, so they stay behind the stored ones.
 - **Draining** (`kick`): one task, in whichever process, holds the route's lock and sends the entries one at a time
   through the ordinary delivery (tunnels.ingress.deliver). A drain starts when a tunnel activates the route and after
   every webhook stored while the route is dispatchable; it goes on until the buffer is empty.
@@ -32,11 +34,13 @@ from django.conf import settings
 from gateway_site import asgi_http
 from gateway_site.errors import JSON_CONTENT_TYPE, PlainError
 from gateway_site.kvstore import KeyValueStore, kv_store
-from tunnels import buffer, delivery, ingress, inspector, services
+from tunnels import buffer, delivery, ingress, inspector, services, verify
 
 logger = logging.getLogger("gateway.tunnels")
 
 _tasks: set[asyncio.Task[None]] = set()
+SEALED = "sealed"  # the stored frame's one key
+SEAL_PURPOSE = "buffered-webhook"
 clock = time.time  # the wall clock of stored entries' expiry (a test may move it)
 # Outcomes reached before their record was written (`_settle`), kept briefly for ingress to apply (`record_saved`).
 OUTCOME_TTL_SECONDS = 60
@@ -58,7 +62,11 @@ async def accept(
     frame = ingress.request_frame(scope, route, "", body)
     for name in ("request_id", "deadline_ms"):  # set when it is delivered
         del frame[name]
-    entry = buffer.Entry(record_id, now + route.buffer["ttl_seconds"], len(body), frame)
+    # Sealed at rest (AES-GCM, bound to the route): the frame holds the route token in its path and whatever
+    # credentials the sender put in its headers and body, and in Redis mode it waits outside the process.
+    text = json.dumps(frame, separators=(",", ":"))
+    sealed = {SEALED: verify.seal(text, route.route_id, purpose=SEAL_PURPOSE)}
+    entry = buffer.Entry(record_id, now + route.buffer["ttl_seconds"], len(body), sealed)
     pushed = await buffer.store().push(route.route_id, entry, max_requests=route.buffer["max_requests"], now=now)
     if pushed.stored:
         outcome.record_id, outcome.buffered = record_id, True
@@ -115,8 +123,13 @@ async def _drain_locked(store: buffer.BufferStore, route_id: str, token: str) ->
         target = await delivery.route_target(route_id) if route.active else None
         if target is None:
             return False
+        frame = opened(entry, route_id)
+        if frame is None:  # sealed under another JWT_SIGNING_KEY: it can never be sent
+            await store.remove(route_id, entry.request_id)
+            await _expired(route_id, entry.request_id)
+            continue
         outcome = inspector.Outcome()
-        answered = await _deliver(outcome, route, target, entry)
+        answered = await _deliver(outcome, route, target, frame)
         if not answered and outcome.status != 504:
             return False  # not sent, or the tunnel went away: kept at the head for the next drain
         await store.remove(route_id, entry.request_id)
@@ -132,14 +145,26 @@ async def _drain_locked(store: buffer.BufferStore, route_id: str, token: str) ->
     return False  # the lock lapsed: whoever holds it now goes on
 
 
-async def _deliver(outcome: inspector.Outcome, route: services.IngressRoute, target: str, entry: buffer.Entry) -> bool:
+def opened(entry: buffer.Entry, route_id: str) -> dict[str, Any] | None:
+    """The stored frame, unsealed; None when it cannot be opened (the signing key changed since it was stored)."""
+    text = verify.unseal(str(entry.frame.get(SEALED) or ""), route_id, purpose=SEAL_PURPOSE)
+    if text is None:
+        logger.warning("buffered webhook cannot be opened", extra={"fields": {"route_id": route_id}})
+        return None
+    frame: dict[str, Any] = json.loads(text)
+    return frame
+
+
+async def _deliver(
+    outcome: inspector.Outcome, route: services.IngressRoute, target: str, frame: dict[str, Any]
+) -> bool:
     """Send the stored frame through the ordinary delivery; its answer is noted in `outcome`."""
 
     async def capture(message: dict[str, Any]) -> None:
         outcome.see(message)
 
-    scope = {"type": "http", "method": entry.frame.get("method", "POST"), "path": entry.frame.get("path", "/")}
-    return await ingress.deliver(capture, {**scope, "headers": []}, route, target, b"", frame=entry.frame)
+    scope = {"type": "http", "method": frame.get("method", "POST"), "path": frame.get("path", "/")}
+    return await ingress.deliver(capture, {**scope, "headers": []}, route, target, b"", frame=frame)
 
 
 async def _settle(route_id: str, request_id: str, changes: dict[str, Any]) -> None:

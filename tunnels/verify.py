@@ -109,26 +109,29 @@ def _key(signing_key: str) -> bytes:
     return derivation.derive(signing_key.strip().encode())
 
 
-def _aad(route_id: str) -> bytes:
-    """The sealed secret is bound to its route: copied into another route's row, it does not open."""
-    return b"route-verify:" + route_id.encode()
+def _aad(route_id: str, purpose: str) -> bytes:
+    """A sealed value is bound to its route and its purpose: copied into another route's row, or read as something
+    else (a buffered webhook as a secret), it does not open."""
+    return f"{purpose}:".encode() + route_id.encode()
 
 
-def seal(secret: str, route_id: str) -> str:
-    """`v1:` + base64(nonce ‖ AES-256-GCM ciphertext and tag)."""
+def seal(secret: str, route_id: str, purpose: str = "route-verify") -> str:
+    """`v1:` + base64(nonce ‖ AES-256-GCM ciphertext and tag). Also seals buffered webhooks (tunnels.buffering)."""
     nonce = os.urandom(12)
-    sealed = AESGCM(_key(settings.GATEWAY.jwt_signing_key)).encrypt(nonce, secret.encode(), _aad(route_id))
+    key = AESGCM(_key(settings.GATEWAY.jwt_signing_key))
+    sealed = key.encrypt(nonce, secret.encode(), _aad(route_id, purpose))
     return f"{SEAL_VERSION}:{base64.b64encode(nonce + sealed).decode()}"
 
 
-def unseal(sealed: str, route_id: str) -> str | None:
-    """The secret, or None when the value is not one this key sealed for this route."""
+def unseal(sealed: str, route_id: str, purpose: str = "route-verify") -> str | None:
+    """The secret, or None when the value is not one this key sealed for this route and purpose."""
     version, _, encoded = sealed.partition(":")
     if version != SEAL_VERSION:
         return None
     try:
         raw = base64.b64decode(encoded, validate=True)
-        opened = AESGCM(_key(settings.GATEWAY.jwt_signing_key)).decrypt(raw[:12], raw[12:], _aad(route_id))
+        key = AESGCM(_key(settings.GATEWAY.jwt_signing_key))
+        opened = key.decrypt(raw[:12], raw[12:], _aad(route_id, purpose))
     except (binascii.Error, ValueError, InvalidTag):
         return None
     return opened.decode()

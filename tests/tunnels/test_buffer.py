@@ -18,7 +18,7 @@ from console import operator_services
 from gateway_site.asgi import application
 from tests.relay_helpers import Stream, bearer
 from tests.tunnels.test_tunnel_and_ingress import OWNER, activate, answering, connect, new_route
-from tunnels import buffer, buffering, inspector
+from tunnels import buffer, buffering, inspector, verify
 
 pytestmark = pytest.mark.django_db(transaction=True)
 BASE = "/gateway/v1/integrations/routes"
@@ -287,4 +287,35 @@ async def test_turning_buffering_off_keeps_what_is_stored_for_delivery(setup):
     frame = await answering(socket, body=b"ok")
     assert base64.b64decode(frame["body_base64"]) == b"kept"
     await until(lambda: _count_is(route_id, 0))
+    await socket.close()
+
+
+async def test_stored_webhooks_are_sealed_at_rest_and_a_changed_key_drops_them(setup, monkeypatch):
+    """A stored frame holds the route token (its path) and the sender's credentials: the store keeps it sealed,
+    bound to its route; after JWT_SIGNING_KEY changes it cannot be opened and is dropped as expired (410)."""
+    http = setup
+    created, route_id, path = await buffered_route(http)
+    token = created["route_token"]
+    assert (
+        await http.post(path, content=b"secret-body-1", headers={"Authorization": "Bearer sender-cred"})
+    ).status_code == 202
+    stored = await buffer.store().head(route_id)
+    assert stored is not None and set(stored.frame) == {"sealed"}
+    for secret in (token, "secret-body-1", "sender-cred", base64.b64encode(b"secret-body-1").decode()):
+        assert secret not in stored.text
+    other = await new_route(http, buffer=ON)
+    assert buffering.opened(stored, other["route"]["route_id"]) is None  # bound to its own route
+    frame = buffering.opened(stored, route_id)
+    assert frame is not None and frame["path"].endswith(token)
+    monkeypatch.setattr(verify, "_key", lambda signing_key: b"k" * 32)  # as if JWT_SIGNING_KEY had changed
+    socket = await connect()
+    await activate(socket, route_id)
+
+    async def dropped():
+        record = (await records(http, route_id))[0]
+        return record if record["delivery"] == "rejected" else None
+
+    record = await until(dropped)
+    assert (record["status"], await buffer.store().count(route_id)) == (410, 0)
+    assert await socket.nothing()
     await socket.close()
