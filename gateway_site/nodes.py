@@ -71,6 +71,11 @@ def elsewhere(node_id: str) -> bool:
     return bool(node_id) and node_id != inbox.node_id
 
 
+def _cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 class NodeInbox:
     """This process's inbox. `node_id` and `layer` default to the settings' (tests pass their own)."""
 
@@ -154,6 +159,8 @@ class NodeInbox:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the layer is unreachable: keep trying, every message is bounded by its expiry
+                if _cancelling():  # the layer turned our cancellation into an error of its own: stop all the same
+                    raise asyncio.CancelledError from exc
                 if outage.unavailable(exc) is None:  # a Redis outage is logged once, by gateway_site.outage
                     logger.warning(
                         "node inbox: receive failed", exc_info=True, extra={"fields": {"node": self.node_id}}

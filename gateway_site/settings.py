@@ -10,9 +10,8 @@ import hmac
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
-from gateway_site import dotenv, redis_state
+from gateway_site import dotenv, state_backends
 from gateway_site.config import ConfigError, GatewayConfig, load_config, origin_pattern
 
 
@@ -91,16 +90,7 @@ GATEWAY_AUTO_MIGRATE = GATEWAY.database_in_memory
 # Django's own cache only: the gateway's ephemeral state lives in its stores (GATEWAY_*_STORE below, docs/scaling.md).
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "default"}}
 
-CHANNEL_LAYERS: dict[str, Any] = {
-    "default": {
-        "BACKEND": "channels.layers.InMemoryChannelLayer",
-        # Streams and sockets leave their groups when they close, so membership must not expire under a
-        # long-lived connection (the layer's default drops it after a day).
-        "CONFIG": {"capacity": 1000, "expiry": 60, "group_expiry": 10 * 365 * 86400},
-    }
-}
-if GATEWAY.state_backend == "redis":  # several processes share Redis (docs/scaling.md)
-    CHANNEL_LAYERS["default"] = redis_state.channel_layer(GATEWAY.redis_url)
+CHANNEL_LAYERS = state_backends.channel_layers(GATEWAY.state_backend, GATEWAY.redis_url)
 
 # Request bodies: 4 MiB like the upstream framework (docs/protocol/system-and-console.md §1.2); the ASGI body limit
 # enforces it before Django reads anything, this keeps Django's own check consistent.
@@ -176,28 +166,15 @@ GATEWAY_METRICS_PROVIDERS: list[str] = [
     "relay.sessions.metrics_gauges",
     "tunnels.services.metrics_gauges",
 ]
-# Ephemeral state, by store (relay.session_store): in this process, or in Redis for several processes.
-GATEWAY_SESSION_STORE = (
-    "relay.redis_session_store.RedisSessionStore"
-    if GATEWAY.state_backend == "redis"
-    else "relay.session_store.MemorySessionStore"
-)
-# Device presence (relay.stores.PresenceStore).
-GATEWAY_PRESENCE_STORE = (
-    "relay.redis_presence.RedisPresenceStore"
-    if GATEWAY.state_backend == "redis"
-    else "relay.stores.MemoryPresenceStore"
-)
-# Stores of caller-chosen keys: rate-limit windows, route snapshots, operator token ids (gateway_site.kvstore).
-GATEWAY_KEY_VALUE_STORE = (
-    "gateway_site.redis_stores.RedisKeyValueStore"
-    if GATEWAY.state_backend == "redis"
-    else "gateway_site.kvstore.MemoryKeyValueStore"
-)
-# The caps of docs/protocol/decisions.md H3 that hold per user, owner or route, not per process (gateway_site.leases).
-GATEWAY_LEASES = (
-    "gateway_site.redis_stores.RedisLeases" if GATEWAY.state_backend == "redis" else "gateway_site.leases.MemoryLeases"
-)
+# Ephemeral state, by store, in this process or in Redis for several processes (gateway_site.state_backends):
+# sessions (relay.session_store), device presence (relay.stores.PresenceStore), stores of caller-chosen keys such as
+# rate-limit windows, route snapshots and operator token ids (gateway_site.kvstore), and the caps of
+# docs/protocol/decisions.md H3 that hold per user, owner or route, not per process (gateway_site.leases).
+_STORES = state_backends.STORES[GATEWAY.state_backend]
+GATEWAY_SESSION_STORE = _STORES["GATEWAY_SESSION_STORE"]
+GATEWAY_PRESENCE_STORE = _STORES["GATEWAY_PRESENCE_STORE"]
+GATEWAY_KEY_VALUE_STORE = _STORES["GATEWAY_KEY_VALUE_STORE"]
+GATEWAY_LEASES = _STORES["GATEWAY_LEASES"]
 # Who else may use a device: the sharing app's grants (relay.access asks this source; the relay never imports shares).
 GATEWAY_GRANT_SOURCE = "shares.permissions.ShareGrants"
 # App code the ASGI router reaches by import string, so that gateway_site imports no app (gateway_site.routing).

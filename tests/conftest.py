@@ -10,15 +10,38 @@ from django.conf import settings
 from django.core.cache import caches
 
 from gateway_site import boot, boundedstore
+from tests import state_mode
 
 # The memdb test database disappears when its last connection closes; keep one open for the whole run.
 boot.keep_alive(settings.DATABASES["default"]["TEST"]["NAME"])
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "memory_only(reason): depends on the in-process stores; skipped in Redis mode")
+    state_mode.mode()  # a bad GATEWAY_TEST_STATE stops the run at once
+
+
+def pytest_report_header(config):
+    return f"state mode: {state_mode.mode()} ({state_mode.VARIABLE})"
+
+
+def pytest_runtest_setup(item):
+    marker = item.get_closest_marker("memory_only")
+    if marker is not None and state_mode.mode() == "redis":
+        reason = marker.args[0] if marker.args else marker.kwargs.get("reason", "depends on the in-process stores")
+        pytest.skip(f"memory mode only: {reason}")
+
+
 @pytest.fixture(autouse=True)
-def _clean_state():
+def _clean_state(request):
+    """Every test starts on empty ephemeral state, in the run's state mode (tests/state_mode.py)."""
     for alias in settings.CACHES:
         caches[alias].clear()
+    if state_mode.mode() == "redis":
+        state_mode.use_redis(request.getfixturevalue("settings"), request.getfixturevalue("redis_url"))
+        yield
+        state_mode.forget_configured_state()
+        return
     boundedstore.clear_all()  # the in-process key/value stores (gateway_site.kvstore) live in these
     from gateway_site.leases import MemoryLeases, lease_store
     from relay.session_store import session_store
@@ -85,6 +108,9 @@ def _clean_relay():
     from relay.registry import agents
 
     agents._by_device.clear()
+    if state_mode.mode() == "redis":  # the Redis layer was emptied with the rest of the test's Redis database
+        yield
+        return
     for layer in channel_layers.backends.values():
         memory: Any = layer  # the in-memory layer of the test settings
         memory.channels.clear()

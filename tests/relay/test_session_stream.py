@@ -8,11 +8,11 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from gateway_site.asgi import application
-from gateway_site.boundedstore import bounded_store
 from relay import sessions as relay_sessions
 from relay.event_streams import SessionEventsConsumer
 from relay.registry import streams
 from relay.session_store import sessions as store
+from tests import state_mode
 from tests.relay.session_fixtures import DEVICE, OWNER, handshake, make_device, open_agent
 from tests.relay_helpers import Stream, bearer, http_client
 from tests.shares_helpers import BOB, EVE
@@ -295,7 +295,7 @@ async def test_idle_sessions_are_swept_and_their_streams_end(live, monkeypatch):
         session.session_id, lambda r: r.__setitem__("updated_at", r["updated_at"] - relay_sessions.IDLE_EXPIRY_SECONDS)
     )
     # The handshake's own client-init already swept in this period: let the next one sweep again.
-    bounded_store("session-sweep", ttl=relay_sessions.SWEEP_PERIOD_SECONDS, max_entries=1).clear()
+    await state_mode.forget_sweep_claim()
     other = await http.post(
         "/gateway/v1/sessions/sess_new1/handshake/client-init",
         json={

@@ -26,7 +26,12 @@ from tests.redis_server import RedisServer
 from tests.relay.session_fixtures import DEVICE, OWNER, handshake, make_device, open_agent
 from tests.relay_helpers import AgentSocket, Stream, bearer, http_client
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    # These put one store on a Redis server of the test's own and stop it; in Redis mode the run's other stores and
+    # channel layer would stay on the shared server. tests/scaleout/test_redis_outage.py covers a full Redis outage.
+    pytest.mark.memory_only("stops a Redis server of its own under part of the state"),
+]
 
 STATE_UNAVAILABLE = {"error": "state_unavailable"}
 

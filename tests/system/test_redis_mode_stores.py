@@ -13,15 +13,13 @@ import uuid
 import pytest
 from asgiref.sync import sync_to_async
 
-from gateway_site import kvstore
 from gateway_site.asgi import application
-from gateway_site.leases import lease_store
 from gateway_site.redis_stores import RedisKeyValueStore, RedisLeases
 from relay import services as relay_services
 from relay.redis_presence import RedisPresenceStore
-from relay.stores import presence_store
 from tests.helpers import ROOT, clean_env
 from tests.relay_helpers import AgentSocket, Stream, auth, bearer, register, token_for
+from tests.state_mode import forget_configured_state
 from tests.tunnels.test_tunnel_and_ingress import DEVICE as TUNNEL_DEVICE
 from tests.tunnels.test_tunnel_and_ingress import answering, live_route
 
@@ -46,12 +44,6 @@ class KeyValueInRedis(RedisKeyValueStore):
         super().__init__(name, ttl=ttl, url=SPACE["url"], prefix=SPACE["prefix"])
 
 
-def _forget_configured_stores() -> None:
-    presence_store.cache_clear()
-    lease_store.cache_clear()
-    kvstore._stores.clear()
-
-
 @pytest.fixture
 def other(redis_url, settings):
     """Select the Redis stores (in a key space of this test's own); returns another process's handles on them."""
@@ -59,9 +51,9 @@ def other(redis_url, settings):
     settings.GATEWAY_PRESENCE_STORE = f"{__name__}.PresenceInRedis"
     settings.GATEWAY_LEASES = f"{__name__}.LeasesInRedis"
     settings.GATEWAY_KEY_VALUE_STORE = f"{__name__}.KeyValueInRedis"
-    _forget_configured_stores()
+    forget_configured_state()
     yield PresenceInRedis(), LeasesInRedis()
-    _forget_configured_stores()
+    forget_configured_state()
 
 
 STORE_SETTINGS = ("GATEWAY_SESSION_STORE", "GATEWAY_PRESENCE_STORE", "GATEWAY_KEY_VALUE_STORE", "GATEWAY_LEASES")

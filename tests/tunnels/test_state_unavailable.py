@@ -20,7 +20,12 @@ from tunnels import delivery as tunnel_delivery
 from tunnels import services as tunnel_services
 from tunnels.registry import inflight, tunnels
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    # These put one store on a Redis server of the test's own and stop it; in Redis mode the run's other stores and
+    # channel layer would stay on the shared server. tests/scaleout/test_redis_outage.py covers a full Redis outage.
+    pytest.mark.memory_only("stops a Redis server of its own under part of the state"),
+]
 STATE_UNAVAILABLE = {"error": "state_unavailable"}
 
 
