@@ -92,6 +92,9 @@ class AgentSocket:
         if first["type"] == "websocket.http.response.start":
             body = await self.io.receive_output(timeout)
             self.denial = (first["status"], json.loads(body["body"]))
+        # As a server does once the upgrade is refused: the connection is gone, and the application ends.
+        await self.io.send_input({"type": "websocket.disconnect", "code": 1006})
+        await self.io.wait(timeout)
         return False
 
     async def recv(self, timeout: float = 5) -> dict[str, Any]:
