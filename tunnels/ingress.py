@@ -146,19 +146,30 @@ async def _relay(send: Any, scope: dict[str, Any], answer: dict[str, Any]) -> No
     await asgi_http.respond(send, scope, status, body, content_type, [*SANDBOX_HEADERS, *chosen.values()])
 
 
+def _declared_too_large(scope: dict[str, Any], route: services.IngressRoute) -> bool:
+    declared = asgi_http.header(scope, b"content-length") or ""
+    return declared.isdigit() and int(declared) > route.max_body_bytes
+
+
+async def _read_body(receive: Any, send: Any, scope: dict[str, Any], route: services.IngressRoute) -> bytes | None:
+    """The body, or None once `413` was sent for a body that grew past the route's `max_body_bytes`."""
+    body = await asgi_http.read_body_capped(receive, route.max_body_bytes)
+    if body is None:
+        await _plain(send, scope, 413)
+    return body
+
+
 async def _verified_body(
     receive: Any, send: Any, scope: dict[str, Any], route: services.IngressRoute, outcome: inspector.Outcome
 ) -> bytes | None:
     """For a route with `verify` (docs/protocol/webhooks.md §1): the body, read and checked right after the token, so
     a forged webhook spends only the sender's per-IP budget; None once a refusal (413, 401) has been sent. The
     inspector's record of it (§2) gets the body and whether its signature held."""
-    declared = asgi_http.header(scope, b"content-length") or ""
-    if declared.isdigit() and int(declared) > route.max_body_bytes:
+    if _declared_too_large(scope, route):
         await _plain(send, scope, 413)
         return None
-    body = await asgi_http.read_body_capped(receive, route.max_body_bytes)
+    body = await _read_body(receive, send, scope, route)
     if body is None:
-        await _plain(send, scope, 413)
         return None
     result = verify.check(route.route_id, route.verify or {}, scope.get("headers") or (), body)
     outcome.body, outcome.verified = body, result.ok
@@ -274,8 +285,7 @@ async def _ingress(
     ):
         await _plain(send, scope, 429, _retry_after())
         return
-    declared = asgi_http.header(scope, b"content-length") or ""
-    if body is None and declared.isdigit() and int(declared) > route.max_body_bytes:
+    if body is None and _declared_too_large(scope, route):
         await _plain(send, scope, 413)
         return
     target = await delivery.route_target(route.route_id) if route.active else None
@@ -285,10 +295,9 @@ async def _ingress(
         await _plain(send, scope, 503)
         return
     if body is None:
-        body = await asgi_http.read_body_capped(receive, route.max_body_bytes)
-    if body is None:
-        await _plain(send, scope, 413)
-        return
+        body = await _read_body(receive, send, scope, route)
+        if body is None:
+            return
     answer.outcome.body = body
     if buffered:
         await _buffering().accept(send, scope, route, body, answer.outcome)
