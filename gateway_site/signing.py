@@ -10,6 +10,9 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,13 +70,23 @@ def verify_access_token(token: str) -> dict[str, Any]:
     """Validate signature (EdDSA only), iss, aud, exp, nbf and a non-empty sub, with zero leeway (docs/protocol/oauth.md
     §8.3).
 
-    Returns the claims; raises InvalidToken. Stateless: no database or cache access.
+    Returns the claims (a copy the caller may change); raises InvalidToken. Stateless: no database or shared cache.
+    A token that passed is remembered in this process by a digest of the token and of what it was checked against
+    (key id, audience, issuer) until its exp, so a client that POSTs many frames with one token pays for one
+    signature check, not one per request; a change of key, audience or issuer misses the cache.
     """
     config = settings.GATEWAY
+    key = current_key()
+    digest = hashlib.sha256(
+        "\x00".join((key.kid, config.jwt_audience, config.public_base_url, token)).encode()
+    ).digest()
+    cached = _VERIFIED.get(digest)
+    if cached is not None:
+        return dict(cached)
     try:
         claims = jwt.decode(
             token,
-            current_key().public,
+            key.public,
             algorithms=["EdDSA"],
             audience=config.jwt_audience,
             issuer=config.public_base_url,
@@ -86,4 +99,53 @@ def verify_access_token(token: str) -> dict[str, Any]:
     sub = claims.get("sub")
     if not isinstance(sub, str) or not sub.strip():
         raise InvalidToken("empty sub")
-    return claims
+    _VERIFIED.put(digest, claims)
+    return dict(claims)
+
+
+class VerifiedTokens:
+    """Claims of tokens that passed verification, by digest, each until its exp (a bounded, per-process map).
+
+    A hit is only served while `now < exp` (PyJWT's zero-leeway rule); a token with a future nbf is never stored, so
+    the not-before check always runs. At the bound, expired entries go first, then the oldest.
+    """
+
+    def __init__(self, limit: int = 4096, clock: Callable[[], float] = time.time) -> None:
+        self.limit, self.clock = limit, clock
+        self._entries: dict[bytes, tuple[float, dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, digest: bytes) -> dict[str, Any] | None:
+        entry = self._entries.get(digest)
+        if entry is None:
+            return None
+        if self.clock() < entry[0]:
+            return entry[1]
+        with self._lock:
+            self._entries.pop(digest, None)
+        return None
+
+    def put(self, digest: bytes, claims: dict[str, Any]) -> None:
+        exp, nbf = claims.get("exp"), claims.get("nbf")
+        if not isinstance(exp, int | float) or isinstance(exp, bool):
+            return
+        now = self.clock()
+        if isinstance(nbf, int | float) and not isinstance(nbf, bool) and nbf > now:
+            return
+        with self._lock:
+            if len(self._entries) >= self.limit:
+                for stale in [d for d, (until, _) in self._entries.items() if until <= now]:
+                    del self._entries[stale]
+                while len(self._entries) >= self.limit:
+                    del self._entries[next(iter(self._entries))]
+            self._entries[digest] = (float(exp), dict(claims))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+_VERIFIED = VerifiedTokens()

@@ -148,3 +148,92 @@ def test_rejected_token_text_is_the_decided_one():
     with pytest.raises(Unauthorized) as caught:
         authenticate("Bearer " + upstream_style_token(claims(iss="http://evil")))
     assert caught.value.body() == {"error": "invalid access token: invalid jwt token"}
+
+
+class TestVerifiedTokenCache:
+    """A verified token is remembered by digest until exp (gateway_site.signing.VerifiedTokens)."""
+
+    @pytest.fixture
+    def clock(self, monkeypatch):
+        from gateway_site import signing
+
+        now = [time.time()]
+        monkeypatch.setattr(signing, "_VERIFIED", signing.VerifiedTokens(clock=lambda: now[0]))
+        return now
+
+    @pytest.fixture
+    def decodes(self, monkeypatch):
+        calls = []
+        real = jwt.decode
+
+        def counting(*args, **kwargs):
+            calls.append(args[0])
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(jwt, "decode", counting)
+        return calls
+
+    def test_a_token_is_checked_once_and_the_claims_are_a_fresh_copy(self, clock, decodes):
+        token = upstream_style_token(claims())
+        first = verify_access_token(token)
+        first["sub"] = "changed by the caller"
+        second = verify_access_token(token)
+        assert second["sub"] == "demo-3025bc58f9e54175"
+        assert decodes == [token]
+
+    def test_a_cached_token_is_refused_from_its_exp_on(self, clock, decodes):
+        token = upstream_style_token(claims(exp=int(clock[0]) + 30))
+        verify_access_token(token)
+        clock[0] += 29
+        verify_access_token(token)
+        assert len(decodes) == 1
+        clock[0] = int(clock[0]) + 2  # now >= exp: the cache no longer answers, and PyJWT's real clock decides
+        verify_access_token(token)  # still valid by the wall clock, so it is checked again
+        assert len(decodes) == 2
+
+    def test_claims_with_a_future_nbf_or_without_a_numeric_exp_are_not_stored(self):
+        from gateway_site.signing import VerifiedTokens
+
+        cache = VerifiedTokens(clock=lambda: 1000.0)
+        cache.put(b"later", {"exp": 2000, "nbf": 1001})
+        cache.put(b"no-exp", {"sub": "x"})
+        cache.put(b"bool-exp", {"exp": True})
+        cache.put(b"now", {"exp": 2000, "nbf": 1000})
+        assert cache.get(b"later") is None and cache.get(b"no-exp") is None and cache.get(b"bool-exp") is None
+        assert cache.get(b"now") == {"exp": 2000, "nbf": 1000}
+
+    @pytest.mark.parametrize(
+        "change",
+        [
+            pytest.param({"jwt_signing_key": "another-signing-secret-of-32-bytes-or-more"}, id="key"),
+            pytest.param({"jwt_audience": "another-audience"}, id="audience"),
+            pytest.param({"public_base_url": "https://elsewhere.example"}, id="issuer"),
+        ],
+    )
+    def test_a_change_of_key_audience_or_issuer_is_not_answered_from_the_cache(self, clock, configure, change):
+        token = upstream_style_token(claims())
+        verify_access_token(token)
+        configure(**change)
+        with pytest.raises(InvalidToken):
+            verify_access_token(token)
+
+    def test_a_rejected_token_is_rejected_every_time(self, clock, decodes):
+        token = upstream_style_token(claims(iss="http://evil"))
+        for _ in range(2):
+            with pytest.raises(InvalidToken):
+                verify_access_token(token)
+        assert len(decodes) == 2
+
+    def test_the_map_is_bounded_expired_entries_first_then_the_oldest(self):
+        from gateway_site.signing import VerifiedTokens
+
+        now = [1000.0]
+        cache = VerifiedTokens(limit=3, clock=lambda: now[0])
+        cache.put(b"a", {"exp": 2000})
+        cache.put(b"b", {"exp": 1001})
+        cache.put(b"c", {"exp": 3000})
+        now[0] = 1500.0
+        cache.put(b"d", {"exp": 4000})  # b has expired: it goes, a stays
+        assert len(cache) == 3 and cache.get(b"a") is not None and cache.get(b"b") is None
+        cache.put(b"e", {"exp": 4000})  # nothing expired: the oldest (a) goes
+        assert len(cache) == 3 and cache.get(b"a") is None and cache.get(b"e") is not None
