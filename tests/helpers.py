@@ -186,6 +186,6 @@ def uvicorn_server(**env_overrides: str) -> Iterator[LiveServer]:
     port = free_port()
     env = clean_env(DJANGO_SETTINGS_MODULE="gateway_site.settings", **env_overrides)
     argv = [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
-    argv += ["--ws-max-size", "8388608"]  # as the README's production command
+    argv += ["--ws-max-size", "8388608", "--ws-per-message-deflate", "false"]  # as the README's production command
     with server_process([*argv, "gateway_site.asgi:application"], port=port, env=env) as server:
         yield server

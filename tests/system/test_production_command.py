@@ -18,8 +18,8 @@ from tests.oauth_helpers import pkce_pair
 from tests.relay_helpers import KEY_B64
 
 UVICORN_COMMAND = (
-    "uvicorn --host 0.0.0.0 --port ${PORT:-8080} --no-access-log --ws-max-size 8388608 --timeout-graceful-shutdown 20 "
-    "gateway_site.asgi:application"
+    "uvicorn --host 0.0.0.0 --port ${PORT:-8080} --no-access-log --ws-max-size 8388608 --ws-per-message-deflate false "
+    "--timeout-graceful-shutdown 20 gateway_site.asgi:application"
 )
 
 
@@ -118,3 +118,23 @@ def test_production_command_logs_each_request_once_and_no_secret(command):
     assert len(re.findall(rf"/integrations/{route_id}/\[redacted\]", output)) == 1, output
     assert len(re.findall(r"/share/\[redacted\]", output)) == 1, output
     assert len(re.findall(r"path=/oauth/token\b", output)) == 1, output
+
+
+@pytest.mark.parametrize("command", [PROCFILE_COMMAND, UVICORN_COMMAND], ids=["procfile-daphne", "uvicorn"])
+def test_production_command_does_not_negotiate_permessage_deflate(command):
+    """Compression buys nothing for ciphertext frames and costs each socket its zlib state (docs/performance.md): an
+    agent that offers permessage-deflate gets a plain socket under either production command."""
+    from websockets.sync.client import connect
+
+    port = free_port()
+    env = clean_env(PORT=str(port))
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    with server_process(["bash", "-c", f"exec {loopback(command)}"], port=port, env=env) as server:
+        token = exercise(server.base_url)["access_token"]
+        url = server.base_url.replace("http://", "ws://") + "/gateway/v1/agent/connect?device_id=dev_production_log_1"
+        with connect(url, additional_headers={"Authorization": f"Bearer {token}"}, compression="deflate") as socket:
+            offered = socket.request.headers.get("Sec-WebSocket-Extensions") if socket.request else None
+            answered = socket.response.headers.get("Sec-WebSocket-Extensions") if socket.response else "no response"
+    assert offered and "permessage-deflate" in offered  # the client did offer it
+    assert answered is None
