@@ -91,3 +91,21 @@ def test_json_format_is_one_object_per_line():
     assert data["msg"] == "hello world" and data["level"] == "warning" and data["a"] == 1 and data["b"] == "x y"
     text = GatewayFormatter("text").format(record)
     assert "\n" not in text and text.endswith('WARNING gateway hello world a=1 b="x y"')
+
+
+@pytest.mark.parametrize(
+    "created",
+    [0.0, 1_764_892_800.0, 1_764_892_800.0005, 1_764_892_800.9994, 1_764_892_800.9999996, 154_095_372.99699983],
+)
+def test_log_timestamp_matches_datetime_formatting(created):
+    """The per-second cache gives what formatting the whole datetime gives, rounding included."""
+    from datetime import UTC, datetime
+
+    from gateway_site.logging import log_timestamp
+
+    expected = datetime.fromtimestamp(created, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    assert log_timestamp(created) == expected
+    assert (
+        log_timestamp(created + 1)
+        == datetime.fromtimestamp(created + 1, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    )
