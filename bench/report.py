@@ -57,6 +57,7 @@ FIGURES: list[tuple[str, Getter]] = [
     ("fan-out p50 at 1000/s (ms)", lambda r: r["fan_out_at_1000_per_s"]["p50_ms"]),
     ("idle sockets connected", lambda r: r["idle"]["sockets"]),
     ("idle KiB per socket", lambda r: r["idle"]["kib_per_socket"]),
+    ("idle: server RSS with the sockets (MiB)", lambda r: r["idle"]["rss_after_mib"]),
     ("storm agents", lambda r: r["reconnect_storm"]["agents"]),
     ("storm: seconds until presence right", lambda r: r["reconnect_storm"]["seconds_until_presence_right"] or -1),
     ("baseline client->agent (frames/s)", lambda r: r["baseline"]["client_to_agent"]["frames_per_s"]),

@@ -260,7 +260,13 @@ def idle_and_storm(
     for chunk in _split(devices, _socket_processes(len(devices))):
         ready, queue = CTX.Event(), CTX.Queue()
         chunk_storm = [d for d in chunk if d[0] in storm_devices]
-        cfg = {"base": base, "devices": chunk, "deadline": deadline, "heartbeat": 15.0}
+        cfg = {
+            "base": base,
+            "devices": chunk,
+            "deadline": deadline,
+            "heartbeat": 15.0,
+            "in_flight": _in_flight(len(devices)),
+        }
         process = CTX.Process(target=workers.sockets, args=(cfg, ready, go, done, queue))
         process.start()
         workers_list.append((process, queue, ready, chunk_storm))
@@ -274,6 +280,7 @@ def idle_and_storm(
     idle = {
         "sockets": connected,
         "connect_errors": sum(r["connect_errors"] for r in results),
+        "error_samples": [e for r in results for e in r["error_samples"]][:3],
         "rss_before_mib": round(rss_before / 1024, 1),
         "rss_after_mib": round(rss_after / 1024, 1),
         "kib_per_socket": round((rss_after - rss_before) / max(1, connected), 1),
@@ -285,6 +292,11 @@ def idle_and_storm(
 def _socket_processes(sockets: int) -> int:
     """Socket worker processes: at least 4, and at most 1,000 sockets in each (10,000 idle sockets: 10 processes)."""
     return max(4, (sockets + 999) // 1000)
+
+
+def _in_flight(sockets: int) -> int:
+    """Connection attempts in flight per socket process: about 200 in all, however many processes share them."""
+    return max(10, 200 // _socket_processes(sockets))
 
 
 def _register_all(base: str, devices: list[tuple[str, str]], threads: int = 4) -> None:
@@ -305,7 +317,14 @@ def _storm(base: str, devices: list[tuple[str, str]], deadline: float, window: f
     procs = []
     for chunk in _split(devices, _socket_processes(len(devices))):
         ready, queue = CTX.Event(), CTX.Queue()
-        cfg = {"base": base, "devices": chunk, "deadline": deadline, "storm": True, "storm_window": window}
+        cfg = {
+            "base": base,
+            "devices": chunk,
+            "deadline": deadline,
+            "storm": True,
+            "storm_window": window,
+            "in_flight": _in_flight(len(devices)),
+        }
         process = CTX.Process(target=workers.sockets, args=(cfg, ready, go, done, queue))
         process.start()
         procs.append((process, queue, ready))
@@ -385,7 +404,7 @@ def ingress(
     )
     tunnel.start()
     assert ready.wait(30), "tunnel did not activate"
-    results = {}
+    results: dict[str, Any] = {}
     for label, cfg in (
         ("saturation", {"concurrency": 32, "total": requests, "rate": 0}),
         ("fixed_rate", {"concurrency": 16, "total": max(1, rate * 5), "rate": rate}),
@@ -419,7 +438,8 @@ def ingress(
             **latency_summary(result["latencies"]),
         }
     done.set()
-    _collect(tunnel, queue, deadline + 30)
+    # The echoing tunnel client confirms what reached it (every phase together).
+    results["tunnel_answered"] = _collect(tunnel, queue, deadline + 30)["answered"]
     return results
 
 

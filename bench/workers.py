@@ -222,7 +222,7 @@ async def _sockets(cfg: dict[str, Any], ready: Any, go: Any, done: Any) -> dict[
             ws = await websockets.connect(
                 f"{base_ws}/gateway/v1/agent/connect?device_id={device_id}",
                 additional_headers={"Authorization": f"Bearer {token}"},
-                open_timeout=30,
+                open_timeout=60,
             )
         except Exception as exc:
             errors += 1
@@ -233,7 +233,7 @@ async def _sockets(cfg: dict[str, Any], ready: Any, go: Any, done: Any) -> dict[
         asyncio.ensure_future(_drain(ws))
         return True
 
-    semaphore = asyncio.Semaphore(50)  # connection attempts in flight per worker process
+    semaphore = asyncio.Semaphore(cfg.get("in_flight", 50))  # connection attempts in flight in this process
 
     async def limited(device_id: str, token: str) -> bool:
         async with semaphore:

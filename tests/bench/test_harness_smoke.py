@@ -63,6 +63,7 @@ def test_ingress_with_wrk(gateway):
     result = run.ingress(gateway.url, requests=0, rate=0, deadline=60, phases=("saturation",), loader="wrk", seconds=1)
     assert result["saturation"]["loader"] == "wrk"
     assert result["saturation"]["errors"] == 0 and result["saturation"]["samples"] > 0
+    assert result["tunnel_answered"] >= result["saturation"]["samples"]
 
 
 def test_ingress(gateway):
