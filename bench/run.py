@@ -1,4 +1,5 @@
-"""The benchmark: `python -m bench.run [--quick] [--servers daphne,uvicorn] [--metrics on|off] [--out bench/results]`.
+"""The benchmark: `python -m bench.run [--quick] [--servers daphne,uvicorn] [--metrics on|off] [--out bench/results]
+[--loader auto|wrk|python] [--compare REV]`.
 
 Starts the gateway as in production (demo mode, one server process) under each ASGI server, drives it from separate
 load-generator processes on loopback, prints a table, writes the numbers as JSON and draws one PNG chart.
