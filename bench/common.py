@@ -75,8 +75,13 @@ class Server:
         self.log.close()
 
 
-def start_server(kind: str, app: str = "gateway", extra_env: dict[str, str] | None = None) -> Server:
-    """The gateway as in production: demo mode, one server process, on a free loopback port (`extra_env` on top)."""
+def start_server(
+    kind: str, app: str = "gateway", extra_env: dict[str, str] | None = None, source: Path | None = None
+) -> Server:
+    """The gateway as in production: demo mode, one server process, on a free loopback port (`extra_env` on top).
+
+    `source` is another tree to run the application from (`bench.run --compare`: an older revision), with this
+    checkout's virtualenv."""
     port = free_port()
     target = "gateway_site.asgi:application" if app == "gateway" else "bench.baseline_app:application"
     if kind == "daphne":
@@ -110,12 +115,18 @@ def start_server(kind: str, app: str = "gateway", extra_env: dict[str, str] | No
             "warning",
             "--lifespan",
             "off",
+            # As production runs it: permessage-deflate costs about 40 KiB per idle socket.
+            "--ws-per-message-deflate",
+            "false",
         ]
     env = {**os.environ, **SERVER_ENV, "DJANGO_SETTINGS_MODULE": "gateway_site.settings", "PORT": str(port)}
     env.update(extra_env or {})
+    cwd = source or ROOT
+    if source is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(source), os.environ.get("PYTHONPATH", "")]))
     log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by Server.stop
     process = subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=lambda: raise_fd_limit()
+        command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=lambda: raise_fd_limit()
     )
     server = Server(kind, app, port, process, log)
     deadline = time.monotonic() + 30

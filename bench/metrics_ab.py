@@ -22,11 +22,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import run
+from bench import report, run
 from bench.common import raise_fd_limit, start_server
 
 # (label, getter, True when more is better)
-SCENARIOS: list[tuple[str, run.Getter, bool]] = [
+SCENARIOS: list[tuple[str, report.Getter, bool]] = [
     ("client->agent (frames/s)", lambda r: r["client_to_agent"]["frames_per_s"], True),
     ("agent->client (frames/s)", lambda r: r["agent_to_client"]["deliveries_per_s"], True),
     ("ingress (requests/s)", lambda r: r["ingress"]["saturation"]["requests_per_s"], True),
