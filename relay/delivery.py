@@ -31,7 +31,7 @@ from channels.layers import get_channel_layer
 from gateway_site import nodes
 from gateway_site.nodes import inbox
 from relay.groups import user_group
-from relay.registry import AgentSocket, StreamSubscriber, agents, streams
+from relay.registry import AgentSocket, StreamEvent, StreamSubscriber, agents, streams
 from relay.session_store import sessions
 from relay.stores import presence
 
@@ -222,13 +222,21 @@ async def publish_session_events(events: list[tuple[str, int, str, str, frozense
     to each other follower in one message for all of them (Redis mode)."""
     remote: dict[str, list[list[Any]]] = {}
     for session_id, event_id, name, data, followers in events:
-        for subscriber in streams.of(session_id):
-            subscriber.offer(event_id, name, data)
+        _offer_local(session_id, event_id, name, data)
         for node_id in followers:
             if nodes.elsewhere(node_id):
                 remote.setdefault(node_id, []).append([session_id, event_id, name, data])
     for node_id, batch in remote.items():
         await inbox.send(node_id, {"type": SESSION_EVENTS, "events": batch})
+
+
+def _offer_local(session_id: str, event_id: int, name: str, data: str) -> None:
+    """One event to the session's streams in this process: one shared StreamEvent, so its bytes are rendered once."""
+    subscribers = streams.of(session_id)
+    if subscribers:
+        event = StreamEvent(event_id, name, data)
+        for subscriber in subscribers:
+            subscriber.offer(event)
 
 
 async def end_session_streams(session_id: str, reason: str | None, *, uid: str | None = None) -> None:
@@ -288,8 +296,7 @@ async def _on_session_events(message: dict[str, Any]) -> None:
         if isinstance(entry, list) and len(entry) == 4:
             session_id, event_id, name, data = entry
             if isinstance(event_id, int) and isinstance(name, str) and isinstance(data, str):
-                for subscriber in streams.of(str(session_id)):
-                    subscriber.offer(event_id, name, data)
+                _offer_local(str(session_id), event_id, name, data)
 
 
 async def _on_session_end(message: dict[str, Any]) -> None:

@@ -19,6 +19,7 @@ from gateway_site.sse import SseConsumer, comment_bytes, event_bytes
 from gateway_site.timefmt import rfc3339
 from relay import access, delivery, services, sessions
 from relay.groups import user_group
+from relay.registry import StreamEvent
 from relay.session_events import sessions_sweep_due
 from relay.session_requests import session_id_param
 from relay.session_store import sessions as store
@@ -98,10 +99,12 @@ class SessionEventsConsumer(SseConsumer):
 
     Subscribes before replaying, so nothing published in between is lost; ids not above the last one sent are
     dropped. A bounded queue (64) decouples publishers from the socket: a reader that falls that far behind is
-    evicted and should reconnect with Last-Event-ID.
+    evicted and should reconnect with Last-Event-ID. Events that queued up while the stream was writing go out
+    together, in one write.
     """
 
     QUEUE_SIZE = 64
+    BATCH = 64  # queued items one write may carry
     stream_kind = "session"
 
     async def open_stream(self) -> None:
@@ -114,7 +117,7 @@ class SessionEventsConsumer(SseConsumer):
         self.uid = principal.uid
         self.session_id = session_id
         self.device_id = session["device_id"]
-        self.queue: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue(self.QUEUE_SIZE)
+        self.queue: asyncio.Queue[StreamEvent | tuple[str, str | None]] = asyncio.Queue(self.QUEUE_SIZE)
         self.last_sent = 0
         await delivery.subscribe(session_id, self)
         await self.join_group(user_group(principal.uid))
@@ -147,20 +150,19 @@ class SessionEventsConsumer(SseConsumer):
         self.end("grant_expired")
 
     # Called by publishers in this process (relay.delivery); never blocks.
-    def offer(self, event_id: int, name: str, data: str) -> None:
+    def offer(self, event: StreamEvent) -> None:
         if self.cut:
             return
-        size = len(name) + len(data)
-        if self.buffered_bytes() and self.over_budget(size):  # one event is always let through to an idle reader
+        if self.buffered_bytes() and self.over_budget(event.size):  # one event is always let through to an idle reader
             self.cut_slow_reader()
             return
         try:
-            self.queue.put_nowait(("event", event_id, name, data))
+            self.queue.put_nowait(event)
         except asyncio.QueueFull:
             logger.info("slow session stream evicted", extra={"fields": {"session_id": self.session_id}})
             self._stop_soon()
             return
-        self.queued_bytes += size
+        self.queued_bytes += event.size
 
     def end(self, reason: str | None) -> None:
         with contextlib.suppress(asyncio.QueueFull):
@@ -172,23 +174,31 @@ class SessionEventsConsumer(SseConsumer):
         self.signal_self({"type": "relay.stream_stop"})
 
     async def _pump(self) -> None:
+        """Write what is queued, in order: a burst (up to BATCH items already waiting) goes out in one write."""
         while True:
-            item = await self.queue.get()
-            if item[0] == "event":
-                _, event_id, name, data = item
-                self.queued_bytes -= len(name) + len(data)
-                if event_id > self.last_sent:
-                    self.last_sent = event_id
-                    await self.write(event_bytes(name, data, str(event_id)))
-            elif item[0] == "comment":
-                await self.write(comment_bytes(item[1]))
-            elif item[0] == "end":
-                reason = item[1]
-                if reason:
-                    data = {"type": "session.ended", "session_id": self.session_id, "reason": reason}
-                    await self.write(event_bytes("session.ended", data))
-                await self.channel_layer.send(self.channel_name, {"type": "relay.stream_stop"})
-                return
+            items = [await self.queue.get()]
+            while len(items) < self.BATCH and not self.queue.empty():
+                items.append(self.queue.get_nowait())
+            chunks: list[bytes] = []
+            for item in items:
+                if isinstance(item, StreamEvent):
+                    self.queued_bytes -= item.size
+                    if item.event_id > self.last_sent:
+                        self.last_sent = item.event_id
+                        chunks.append(_wire(item))
+                elif item[0] == "comment":
+                    chunks.append(comment_bytes(item[1] or ""))
+                else:  # ("end", reason): what came before it is written, then the stream stops
+                    reason = item[1]
+                    if reason:
+                        data = {"type": "session.ended", "session_id": self.session_id, "reason": reason}
+                        chunks.append(event_bytes("session.ended", data))
+                    if chunks:
+                        await self.write(b"".join(chunks))
+                    await self.channel_layer.send(self.channel_name, {"type": "relay.stream_stop"})
+                    return
+            if chunks:
+                await self.write(b"".join(chunks))
 
     async def _heartbeat(self) -> None:
         """Every 15 s: a `:heartbeat`, and the access re-check (docs/protocol/relay.md §4.5)."""
@@ -222,6 +232,14 @@ class SessionEventsConsumer(SseConsumer):
         if getattr(self, "session_id", None):
             await delivery.unsubscribe(self.session_id, self)
         await super().disconnect()
+
+
+def _wire(event: StreamEvent) -> bytes:
+    """The event's SSE bytes, rendered by the first stream that writes it and shared by the others."""
+    wire = event.wire
+    if wire is None:
+        wire = event.wire = event_bytes(event.name, event.data, str(event.event_id))
+    return wire
 
 
 def _last_event_id(scope: dict[str, Any]) -> int:

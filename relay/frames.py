@@ -86,4 +86,7 @@ def check_transport(
 
 
 def strip_transport(frame: dict[str, Any]) -> dict[str, Any]:
+    """The frame without its transport fields: a copy when it has any, else the frame itself (no copy per frame)."""
+    if not any(key in frame for key in TRANSPORT_FIELDS):
+        return frame
     return {key: value for key, value in frame.items() if key not in TRANSPORT_FIELDS}

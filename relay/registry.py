@@ -56,11 +56,26 @@ class AgentRegistry:
 agents = AgentRegistry()
 
 
+class StreamEvent:
+    """One stored session event as handed to this process's streams: the same object goes to every stream of the
+    session, so its SSE bytes are rendered once (by the first stream that writes it, into `wire`) and shared."""
+
+    __slots__ = ("data", "event_id", "name", "size", "wire")
+
+    def __init__(self, event_id: int, name: str, data: str) -> None:
+        self.event_id, self.name, self.data = event_id, name, data
+        self.size = len(name) + len(data)  # what it counts against a reader's budget while queued
+        self.wire: bytes | None = None
+
+    def __repr__(self) -> str:
+        return f"StreamEvent({self.event_id!r}, {self.name!r}, {self.data!r})"
+
+
 class StreamSubscriber(Protocol):
     uid: str
     device_id: str
 
-    def offer(self, event_id: int, name: str, data: str) -> None: ...
+    def offer(self, event: StreamEvent) -> None: ...
 
     def end(self, reason: str | None) -> None: ...
 

@@ -36,9 +36,12 @@ def unix_now() -> int:
     return int(time.time())
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)  # built once: one per frame costs
+
+
 def dumps(data: dict[str, Any]) -> str:
     """Compact JSON as the relay writes events."""
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    return _ENCODER.encode(data)
 
 
 # -- membership (decisions.md H5) ----------------------------------------------------------------------------------

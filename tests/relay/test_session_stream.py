@@ -10,7 +10,7 @@ from asgiref.sync import sync_to_async
 from gateway_site.asgi import application
 from relay import sessions as relay_sessions
 from relay.event_streams import SessionEventsConsumer
-from relay.registry import streams
+from relay.registry import StreamEvent, streams
 from relay.session_store import sessions as store
 from tests import state_mode
 from tests.relay.session_fixtures import DEVICE, OWNER, handshake, make_device, open_agent
@@ -331,7 +331,7 @@ async def test_a_slow_reader_is_evicted(live, monkeypatch):
     await stream.read_until(b"}\n\n")
     (consumer,) = streams.of(session.session_id)
     for n in range(4):
-        consumer.offer(10_000 + n, "session.event", "{}")  # faster than any reader
+        consumer.offer(StreamEvent(10_000 + n, "session.event", "{}"))  # faster than any reader
     raw = b""
     while True:
         chunk = await stream.chunk()

@@ -13,6 +13,7 @@ from channels.layers import get_channel_layer
 
 from gateway_site.nodes import inbox, inbox_name
 from relay import delivery
+from relay.registry import StreamEvent
 from relay.session_store import sessions
 
 
@@ -23,8 +24,8 @@ class Subscriber:
         self.ended: list[str | None] = []
         self.changed = asyncio.Event()
 
-    def offer(self, event_id: int, name: str, data: str) -> None:
-        self.offered.append((event_id, name, data))
+    def offer(self, event: StreamEvent) -> None:
+        self.offered.append((event.event_id, event.name, event.data))
         self.changed.set()
 
     def end(self, reason: str | None) -> None:
