@@ -24,6 +24,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from gateway_site import outage
 from gateway_site.auth import refuse_websocket
+from gateway_site.dispatch import run_consumer
 from gateway_site.errors import ApiError
 
 logger = logging.getLogger("gateway.sockets")
@@ -44,7 +45,7 @@ class ContainedWebsocketConsumer(AsyncWebsocketConsumer):
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """The channel-layer receive runs beside the handlers; in Redis mode it fails when Redis goes down, and the
         socket then ends as a failed handler would, instead of the exception reaching the server."""
-        unavailable = await outage.unless_unavailable(super().__call__(scope, receive, send))
+        unavailable = await outage.unless_unavailable(run_consumer(self, scope, receive, send))
         if unavailable is not None:
             await self._give_up(unavailable, CLOSE_TRY_AGAIN_LATER)
 

@@ -19,6 +19,7 @@ from django.conf import settings
 
 from gateway_site import outage
 from gateway_site.asgi_http import cors_headers
+from gateway_site.dispatch import run_consumer
 from gateway_site.errors import ApiError, FrameworkError, TooManyRequests, render, server_error
 from gateway_site.leases import leases
 from gateway_site.lifecycle import lifecycle
@@ -101,7 +102,7 @@ class SseConsumer(AsyncHttpConsumer):
         """In Redis mode the channel-layer receive that runs beside the handlers fails too when Redis goes down: the
         stream then ends as in `dispatch` (503 `state_unavailable` before the headers, the end of the body after
         them), instead of the exception reaching the server (a 500, or a cut connection holding on to everything)."""
-        unavailable = await outage.unless_unavailable(super().__call__(scope, receive, send))
+        unavailable = await outage.unless_unavailable(run_consumer(self, scope, receive, send))
         if unavailable is not None:
             await self._close_response(unavailable)
             with contextlib.suppress(Exception):

@@ -1,0 +1,194 @@
+"""The consumers' message loop (gateway_site/dispatch.py): order, one handler at a time, bounded read-ahead, failures
+passed through, and no task left behind."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from channels.exceptions import StopConsumer
+
+from gateway_site.dispatch import dispatch_from
+
+BOUND = 5.0
+
+
+class Feed:
+    """A source backed by a queue; counts how many messages were taken from it."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        self.taken = 0
+
+    async def __call__(self) -> dict[str, Any]:
+        item = await self.queue.get()
+        self.taken += 1
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+
+async def _until(condition: Any) -> None:
+    async with asyncio.timeout(BOUND):
+        while not condition():
+            await asyncio.sleep(0)
+
+
+def _stop_after(count: int, seen: list[dict[str, Any]]) -> Any:
+    async def dispatch(message: dict[str, Any]) -> None:
+        seen.append(message)
+        if len(seen) == count:
+            raise StopConsumer()
+
+    return dispatch
+
+
+def _other_tasks() -> set[asyncio.Task[Any]]:
+    return {task for task in asyncio.all_tasks() if task is not asyncio.current_task()}
+
+
+async def test_one_source_dispatches_in_order() -> None:
+    feed = Feed()
+    for n in range(5):
+        feed.queue.put_nowait({"n": n})
+    seen: list[dict[str, Any]] = []
+    with pytest.raises(StopConsumer):
+        await asyncio.wait_for(dispatch_from([feed], _stop_after(5, seen)), BOUND)
+    assert [m["n"] for m in seen] == [0, 1, 2, 3, 4]
+
+
+async def test_two_sources_each_keep_their_order_and_handlers_never_overlap() -> None:
+    client, layer = Feed(), Feed()
+    seen: list[dict[str, Any]] = []
+    running = 0
+    overlapped = False
+
+    async def dispatch(message: dict[str, Any]) -> None:
+        nonlocal running, overlapped
+        running += 1
+        overlapped = overlapped or running > 1
+        await asyncio.sleep(0)  # give the pumps a turn while this handler runs
+        seen.append(message)
+        running -= 1
+        if len(seen) == 20:
+            raise StopConsumer()
+
+    before = _other_tasks()
+    for n in range(10):
+        client.queue.put_nowait({"from": "client", "n": n})
+        layer.queue.put_nowait({"from": "layer", "n": n})
+    with pytest.raises(StopConsumer):
+        await asyncio.wait_for(dispatch_from([client, layer], dispatch), BOUND)
+    assert not overlapped
+    assert [m["n"] for m in seen if m["from"] == "client"] == list(range(10))
+    assert [m["n"] for m in seen if m["from"] == "layer"] == list(range(10))
+    assert _other_tasks() == before  # the pumps were cancelled and awaited
+
+
+async def test_a_source_is_read_at_most_two_ahead_of_a_blocked_handler() -> None:
+    client, layer = Feed(), Feed()
+    release = asyncio.Event()
+    seen: list[dict[str, Any]] = []
+
+    async def dispatch(message: dict[str, Any]) -> None:
+        seen.append(message)
+        await release.wait()
+        if len(seen) == 10:
+            raise StopConsumer()
+
+    for n in range(10):
+        client.queue.put_nowait({"n": n})
+    loop = asyncio.ensure_future(dispatch_from([client, layer], dispatch))
+    await _until(lambda: len(seen) == 1 and client.taken == 3)
+    for _ in range(20):  # however long the handler stays blocked, nothing more is read
+        await asyncio.sleep(0)
+    assert client.taken == 3
+    release.set()
+    with pytest.raises(StopConsumer):
+        await asyncio.wait_for(loop, BOUND)
+    assert [m["n"] for m in seen] == list(range(10))
+
+
+async def test_a_failing_source_raises_in_the_loop_and_the_other_pump_is_cancelled() -> None:
+    client, layer = Feed(), Feed()
+    seen: list[dict[str, Any]] = []
+    before = _other_tasks()
+    client.queue.put_nowait({"n": 0})
+    loop = asyncio.ensure_future(dispatch_from([client, layer], _stop_after(99, seen)))
+    await _until(lambda: len(seen) == 1)
+    layer.queue.put_nowait(ConnectionError("redis went away"))
+    with pytest.raises(ConnectionError, match="redis went away"):
+        await asyncio.wait_for(loop, BOUND)
+    assert _other_tasks() == before
+
+
+async def test_cancelling_the_loop_cancels_the_pumps() -> None:
+    client, layer = Feed(), Feed()
+    before = _other_tasks()
+    loop = asyncio.ensure_future(dispatch_from([client, layer], _stop_after(99, [])))
+    await _until(lambda: len(_other_tasks() - before) == 3)  # the loop and its two pumps
+    loop.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await loop
+    assert _other_tasks() == before
+
+
+class Deaf:
+    """A source that loses the first `lost` cancellations and goes on waiting, as the Redis layer's receive can when it
+    is cancelled while it opens its connection (gateway_site/dispatch.py)."""
+
+    def __init__(self, lost: int) -> None:
+        self.lost = lost
+        self.ended = asyncio.Event()
+
+    async def __call__(self) -> dict[str, Any]:
+        try:
+            while True:
+                try:
+                    await asyncio.Event().wait()
+                except asyncio.CancelledError:
+                    if self.lost == 0:
+                        raise
+                    self.lost -= 1
+        finally:
+            self.ended.set()
+
+
+async def test_a_pump_that_loses_its_cancellation_is_cancelled_again() -> None:
+    client, layer = Feed(), Deaf(lost=2)
+    before = _other_tasks()
+    client.queue.put_nowait({"n": 0})
+    with pytest.raises(StopConsumer):
+        await asyncio.wait_for(dispatch_from([client, layer], _stop_after(1, [])), BOUND)
+    assert layer.ended.is_set() and layer.lost == 0
+    assert _other_tasks() == before
+
+
+async def test_cancelling_the_loop_ends_a_deaf_pump_too() -> None:
+    client, layer = Feed(), Deaf(lost=3)
+    before = _other_tasks()
+    loop = asyncio.ensure_future(dispatch_from([client, layer], _stop_after(99, [])))
+    await _until(lambda: len(_other_tasks() - before) == 3)
+    loop.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(loop, BOUND)
+    assert layer.ended.is_set()
+    assert _other_tasks() == before
+
+
+async def test_a_source_that_turns_its_cancellation_into_an_error_still_stops() -> None:
+    class Converting(Feed):
+        async def __call__(self) -> dict[str, Any]:
+            try:
+                return await super().__call__()
+            except asyncio.CancelledError:
+                raise ConnectionError("connection closed while reading") from None
+
+    client, layer = Feed(), Converting()
+    before = _other_tasks()
+    for n in range(3):  # the inbox is full when the loop stops: a failure handed on now would wait for a reader
+        client.queue.put_nowait({"n": n})
+    with pytest.raises(StopConsumer):
+        await asyncio.wait_for(dispatch_from([client, layer], _stop_after(1, [])), BOUND)
+    assert _other_tasks() == before
