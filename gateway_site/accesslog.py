@@ -46,7 +46,7 @@ class AccessLogMiddleware:
         async def logged_send(message: dict[str, Any]) -> None:
             nonlocal status
             kind = message["type"]
-            if kind == "http.response.start":
+            if kind in ("http.response.start", "websocket.http.response.start"):  # the latter: a refused upgrade
                 status = message["status"]
             elif kind == "websocket.accept":
                 status = 101

@@ -11,6 +11,7 @@ import pytest
 from gateway_site.accesslog import redact_path
 from gateway_site.asgi import application
 from gateway_site.logging import GatewayFormatter
+from tests.relay_helpers import AgentSocket
 
 
 class Capture(logging.Handler):
@@ -47,6 +48,14 @@ async def test_each_request_is_logged_once_with_its_fields(access_log):
     assert fields["client_ip"] == "203.0.113.9"
     assert fields["duration_ms"] >= 0
     assert "secret-code" not in GatewayFormatter("text").format(access_log[0])
+
+
+async def test_a_refused_upgrade_is_logged_with_the_status_it_was_refused_with(access_log):
+    socket = AgentSocket(application, None)  # no bearer token: refused with 401 through the denial extension
+    assert not await socket.connect()
+    assert socket.denial is not None and socket.denial[0] == 401
+    [record] = access_log
+    assert (record.fields["method"], record.fields["status"]) == ("WS", 401)
 
 
 @pytest.mark.django_db(transaction=True)
