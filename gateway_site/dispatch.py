@@ -3,19 +3,23 @@
 Channels waits for the next message from the client and from the channel layer with `await_many_dispatch`: per
 message it creates a new task for the source that delivered and runs `asyncio.wait` over both, a future and two
 done-callbacks each time. On an agent socket that relays thousands of frames a second that bookkeeping was a
-visible part of the agent → client profile (docs/performance.md). Here each source has one long-lived pump task
-that hands its messages to the consumer through a queue of one; the consumer takes them in arrival order and runs
-its handlers one at a time, as before. A source that fails (in Redis mode the channel-layer receive raises when
-Redis goes down) passes its exception through the queue, so it reaches the consumer's loop as it did under Channels,
-and gateway_site.outage handles it there.
+visible part of the agent → client profile (docs/performance.md). Here the consumer's own task reads the client and
+runs the handler of each message; every other source (the channel layer) has one long-lived pump task that reads it
+and runs the handlers of its messages itself. A lock, the turn, lets one handler run at a time, as under Channels,
+and each source's messages are handled in the order they arrived. `python -m bench.dispatch_loop` times both loops.
+
+A pump's source that fails (in Redis mode the channel-layer receive raises when Redis goes down), or a handler that
+raises in a pump (StopConsumer ends a consumer), ends the consumer's task with that exception, as it did under
+Channels, and gateway_site.outage handles it there: the pump takes the turn first, so no handler of the consumer's
+task is interrupted, then cancels that task, which raises the pump's exception instead of the cancellation.
 
 A source can lose a cancellation: with redis-py 8 on Python 3.11 the channel-layer receive, cancelled while it opens
 its Redis connection, goes on to block in BZPOPMIN as if nothing had happened. Channels cancels once and waits, which
 then waits forever (the socket's task never ends); here a pump that is still running after a short wait is cancelled
 again until it ends.
 
-Backpressure stays bounded: a pump holds at most one message beside the one in the queue, so at most two messages
-of a source are read ahead of the handler that is running.
+Read-ahead stays bounded: the client is read only when the previous handler is done, and a pump holds at most the
+one message that waits for its turn.
 """
 
 from __future__ import annotations
@@ -36,15 +40,6 @@ Source = Callable[[], Awaitable[dict[str, Any]]]
 Dispatch = Callable[[dict[str, Any]], Awaitable[None]]
 
 
-class _Failed:
-    """What a pump puts in the queue when its source raised."""
-
-    __slots__ = ("exc",)
-
-    def __init__(self, exc: BaseException) -> None:
-        self.exc = exc
-
-
 async def run_consumer(consumer: Any, scope: dict[str, Any], receive: Source, send: Any) -> None:
     """Do what `AsyncConsumer.__call__` does for an async consumer, dispatching with `dispatch_from`."""
     consumer.scope = scope
@@ -60,33 +55,54 @@ async def run_consumer(consumer: Any, scope: dict[str, Any], receive: Source, se
 
 
 async def dispatch_from(sources: list[Source], dispatch: Dispatch) -> None:
-    """Run `dispatch` on each message of `sources`, one at a time, until it raises (StopConsumer ends a consumer)."""
-    if len(sources) == 1:
-        source = sources[0]
+    """Run `dispatch` on each message of `sources`, one at a time, until it raises (StopConsumer ends a consumer).
+    The first source is read by the calling task, each other one by a pump task."""
+    first, *others = sources
+    if not others:
         while True:
-            await dispatch(await source())
-    inbox: asyncio.Queue[dict[str, Any] | _Failed] = asyncio.Queue(maxsize=1)
+            await dispatch(await first())
+    turn = asyncio.Lock()
+    consumer = asyncio.current_task()
+    assert consumer is not None
+    failures: list[BaseException] = []
+
+    def fail(exc: BaseException) -> None:  # called with the turn held: the consumer's task is between handlers
+        if not failures:
+            failures.append(exc)
+            consumer.cancel()
 
     async def pump(source: Source) -> None:
         while True:
             try:
-                message: dict[str, Any] | _Failed = await source()
+                message = await source()
             except asyncio.CancelledError:
                 raise
-            except BaseException as exc:  # noqa: BLE001 - handed to the consumer's loop, which re-raises it
+            except BaseException as exc:  # noqa: BLE001 - raised on in the consumer's task
                 if _cancelling():  # the source turned our cancellation into an error of its own: stop all the same
                     raise asyncio.CancelledError from exc
-                await inbox.put(_Failed(exc))
+                async with turn:
+                    fail(exc)
                 return
-            await inbox.put(message)
+            async with turn:
+                try:
+                    await dispatch(message)
+                except asyncio.CancelledError:
+                    raise
+                except BaseException as exc:  # noqa: BLE001 - raised on in the consumer's task
+                    fail(exc)
+                    return
 
-    pumps = [asyncio.ensure_future(pump(source)) for source in sources]
+    pumps = [asyncio.ensure_future(pump(source)) for source in others]
     try:
         while True:
-            item = await inbox.get()
-            if isinstance(item, _Failed):
-                raise item.exc
-            await dispatch(item)
+            try:
+                message = await first()
+                async with turn:
+                    await dispatch(message)
+            except asyncio.CancelledError:
+                if failures and consumer.uncancel() == 0:  # cancelled by a pump only, not from outside as well
+                    raise failures[0] from None
+                raise
     finally:
         await _stop(pumps)
 

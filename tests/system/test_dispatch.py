@@ -86,7 +86,7 @@ async def test_two_sources_each_keep_their_order_and_handlers_never_overlap() ->
     assert _other_tasks() == before  # the pumps were cancelled and awaited
 
 
-async def test_a_source_is_read_at_most_two_ahead_of_a_blocked_handler() -> None:
+async def test_while_a_handler_runs_the_client_is_not_read_and_a_pump_holds_one_message() -> None:
     client, layer = Feed(), Feed()
     release = asyncio.Event()
     seen: list[dict[str, Any]] = []
@@ -94,20 +94,22 @@ async def test_a_source_is_read_at_most_two_ahead_of_a_blocked_handler() -> None
     async def dispatch(message: dict[str, Any]) -> None:
         seen.append(message)
         await release.wait()
-        if len(seen) == 10:
+        if len(seen) == 20:
             raise StopConsumer()
 
     for n in range(10):
-        client.queue.put_nowait({"n": n})
+        client.queue.put_nowait({"from": "client", "n": n})
+        layer.queue.put_nowait({"from": "layer", "n": n})
     loop = asyncio.ensure_future(dispatch_from([client, layer], dispatch))
-    await _until(lambda: len(seen) == 1 and client.taken == 3)
+    await _until(lambda: len(seen) == 1 and client.taken + layer.taken == 2)
     for _ in range(20):  # however long the handler stays blocked, nothing more is read
         await asyncio.sleep(0)
-    assert client.taken == 3
+    assert len(seen) == 1 and client.taken + layer.taken == 2
     release.set()
     with pytest.raises(StopConsumer):
         await asyncio.wait_for(loop, BOUND)
-    assert [m["n"] for m in seen] == list(range(10))
+    assert [m["n"] for m in seen if m["from"] == "client"] == list(range(10))
+    assert [m["n"] for m in seen if m["from"] == "layer"] == list(range(10))
 
 
 async def test_a_failing_source_raises_in_the_loop_and_the_other_pump_is_cancelled() -> None:
@@ -127,7 +129,7 @@ async def test_cancelling_the_loop_cancels_the_pumps() -> None:
     client, layer = Feed(), Feed()
     before = _other_tasks()
     loop = asyncio.ensure_future(dispatch_from([client, layer], _stop_after(99, [])))
-    await _until(lambda: len(_other_tasks() - before) == 3)  # the loop and its two pumps
+    await _until(lambda: len(_other_tasks() - before) == 2)  # the loop and the layer's pump
     loop.cancel()
     with pytest.raises(asyncio.CancelledError):
         await loop
@@ -140,9 +142,11 @@ class Deaf:
 
     def __init__(self, lost: int) -> None:
         self.lost = lost
+        self.entered = asyncio.Event()
         self.ended = asyncio.Event()
 
     async def __call__(self) -> dict[str, Any]:
+        self.entered.set()
         try:
             while True:
                 try:
@@ -158,9 +162,11 @@ class Deaf:
 async def test_a_pump_that_loses_its_cancellation_is_cancelled_again() -> None:
     client, layer = Feed(), Deaf(lost=2)
     before = _other_tasks()
+    loop = asyncio.ensure_future(dispatch_from([client, layer], _stop_after(1, [])))
+    await asyncio.wait_for(layer.entered.wait(), BOUND)
     client.queue.put_nowait({"n": 0})
     with pytest.raises(StopConsumer):
-        await asyncio.wait_for(dispatch_from([client, layer], _stop_after(1, [])), BOUND)
+        await asyncio.wait_for(loop, BOUND)
     assert layer.ended.is_set() and layer.lost == 0
     assert _other_tasks() == before
 
@@ -169,7 +175,7 @@ async def test_cancelling_the_loop_ends_a_deaf_pump_too() -> None:
     client, layer = Feed(), Deaf(lost=3)
     before = _other_tasks()
     loop = asyncio.ensure_future(dispatch_from([client, layer], _stop_after(99, [])))
-    await _until(lambda: len(_other_tasks() - before) == 3)
+    await asyncio.wait_for(layer.entered.wait(), BOUND)
     loop.cancel()
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(loop, BOUND)
@@ -192,3 +198,64 @@ async def test_a_source_that_turns_its_cancellation_into_an_error_still_stops() 
     with pytest.raises(StopConsumer):
         await asyncio.wait_for(dispatch_from([client, layer], _stop_after(1, [])), BOUND)
     assert _other_tasks() == before
+
+
+@pytest.mark.parametrize("error", [StopConsumer(), ValueError("no handler for message type x")])
+async def test_a_handler_that_raises_in_a_pump_ends_the_loop_with_its_exception(error: BaseException) -> None:
+    client, layer = Feed(), Feed()
+    before = _other_tasks()
+
+    handled: list[dict[str, Any]] = []
+
+    async def dispatch(message: dict[str, Any]) -> None:
+        if message["from"] == "layer":
+            raise error
+        handled.append(message)
+
+    loop = asyncio.ensure_future(dispatch_from([client, layer], dispatch))
+    client.queue.put_nowait({"from": "client"})
+    await _until(lambda: bool(handled))  # the client's message was handled; the loop waits for the next
+    layer.queue.put_nowait({"from": "layer"})
+    with pytest.raises(type(error)):
+        await asyncio.wait_for(loop, BOUND)
+    assert _other_tasks() == before
+
+
+async def test_a_failing_source_does_not_interrupt_the_handler_that_is_running() -> None:
+    client, layer = Feed(), Feed()
+    release = asyncio.Event()
+    finished: list[dict[str, Any]] = []
+
+    async def dispatch(message: dict[str, Any]) -> None:
+        await release.wait()
+        finished.append(message)
+
+    loop = asyncio.ensure_future(dispatch_from([client, layer], dispatch))
+    client.queue.put_nowait({"n": 0})
+    await _until(lambda: client.taken == 1)
+    layer.queue.put_nowait(ConnectionError("redis went away"))
+    await _until(lambda: layer.taken == 1)
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not loop.done()  # the failure waits for the turn
+    release.set()
+    with pytest.raises(ConnectionError, match="redis went away"):
+        await asyncio.wait_for(loop, BOUND)
+    assert finished == [{"n": 0}]
+
+
+async def test_a_cancel_from_outside_wins_over_a_pump_failure() -> None:
+    client, layer = Feed(), Feed()
+    release = asyncio.Event()
+
+    async def dispatch(message: dict[str, Any]) -> None:
+        await release.wait()
+
+    loop = asyncio.ensure_future(dispatch_from([client, layer], dispatch))
+    client.queue.put_nowait({"n": 0})
+    await _until(lambda: client.taken == 1)
+    layer.queue.put_nowait(ConnectionError("redis went away"))
+    await _until(lambda: layer.taken == 1)
+    loop.cancel()  # the server gives up on the connection while the handler runs
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(loop, BOUND)
