@@ -18,6 +18,11 @@ its Redis connection, goes on to block in BZPOPMIN as if nothing had happened. C
 then waits forever (the socket's task never ends); here a pump that is still running after a short wait is cancelled
 again until it ends.
 
+Each loop gives the event loop a turn after every handler (`asyncio.sleep(0)`). A source often has many messages
+ready at once (a burst of agent frames arrives in one read), and taking them without ever yielding would starve every
+other task: a session's streams, whose writers then fall behind until the reader's byte budget cuts them (under
+Channels a new task per message gave that turn by accident).
+
 Read-ahead stays bounded: the client is read only when the previous handler is done, and a pump holds at most the
 one message that waits for its turn.
 """
@@ -61,6 +66,7 @@ async def dispatch_from(sources: list[Source], dispatch: Dispatch) -> None:
     if not others:
         while True:
             await dispatch(await first())
+            await asyncio.sleep(0)
     turn = asyncio.Lock()
     consumer = asyncio.current_task()
     assert consumer is not None
@@ -91,6 +97,7 @@ async def dispatch_from(sources: list[Source], dispatch: Dispatch) -> None:
                 except BaseException as exc:  # noqa: BLE001 - raised on in the consumer's task
                     fail(exc)
                     return
+            await asyncio.sleep(0)
 
     pumps = [asyncio.ensure_future(pump(source)) for source in others]
     try:
@@ -99,6 +106,7 @@ async def dispatch_from(sources: list[Source], dispatch: Dispatch) -> None:
                 message = await first()
                 async with turn:
                     await dispatch(message)
+                await asyncio.sleep(0)
             except asyncio.CancelledError:
                 if failures and consumer.uncancel() == 0:  # cancelled by a pump only, not from outside as well
                     raise failures[0] from None

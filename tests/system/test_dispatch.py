@@ -259,3 +259,34 @@ async def test_a_cancel_from_outside_wins_over_a_pump_failure() -> None:
     loop.cancel()  # the server gives up on the connection while the handler runs
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(loop, BOUND)
+
+
+@pytest.mark.parametrize("sources", [1, 2])
+async def test_other_tasks_get_a_turn_between_messages_that_are_all_ready(sources: int) -> None:
+    # A burst of frames arrives in one read: the loop must still let a session's stream writers run between them.
+    feeds: list[Any] = [Feed() for _ in range(sources)]
+    for n in range(100):
+        feeds[0].queue.put_nowait({"n": n})
+    turns = 0
+    seen: list[dict[str, Any]] = []
+    turns_seen: list[int] = []
+
+    async def other() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    async def dispatch(message: dict[str, Any]) -> None:
+        seen.append(message)
+        turns_seen.append(turns)
+        if len(seen) == 100:
+            raise StopConsumer()
+
+    side = asyncio.ensure_future(other())
+    try:
+        with pytest.raises(StopConsumer):
+            await asyncio.wait_for(dispatch_from(feeds, dispatch), BOUND)
+    finally:
+        side.cancel()
+    assert all(later > earlier for earlier, later in zip(turns_seen, turns_seen[1:], strict=False))
