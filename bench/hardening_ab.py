@@ -23,13 +23,12 @@ import json
 import os
 import statistics
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import hardening_checks, run
+from bench import hardening_checks
 from bench.common import raise_fd_limit, start_server
-from bench.metrics_ab import SCENARIOS, cpu_seconds
+from bench.metrics_ab import SCENARIOS, three_scenarios
 
 ALL_ON = "all on"
 ITEMS = tuple(hardening_checks.CHECKS_OF)  # caps, budgets, depth, ratelimits, metrics, inspector
@@ -54,37 +53,7 @@ def checks(kind: str) -> dict[str, dict[str, Any]]:
 
 
 def one_server(kind: str, variant: str, scale: float, deadline: float) -> dict[str, Any]:
-    server = start_server(kind, extra_env=variant_env(variant))
-    pid = server.process.pid
-
-    def measured(action: Callable[[], dict[str, Any]], units: Callable[[dict[str, Any]], int]) -> dict[str, Any]:
-        before = cpu_seconds(pid)
-        result = action()
-        result["server_cpu_us"] = round((cpu_seconds(pid) - before) * 1e6 / max(1, units(result)), 1)
-        return result
-
-    try:
-        base = server.url
-        return {
-            "client_to_agent": measured(
-                lambda: run.client_to_agent(base, False, frames=int(4000 * scale), rate=0, deadline=deadline),
-                lambda r: int(r["received"]),
-            ),
-            "agent_to_client": measured(
-                lambda: run.agent_to_client(
-                    base, False, frames=int(10000 * scale), rate=0, sessions=20, subscribers=1, deadline=deadline
-                ),
-                lambda r: int(r["delivered"]),
-            ),
-            "ingress": measured(
-                lambda: run.ingress(
-                    base, requests=int(3000 * scale), rate=0, deadline=deadline, phases=("saturation",)
-                ),
-                lambda r: int(r["saturation"]["samples"]),
-            ),
-        }
-    finally:
-        server.stop()
+    return three_scenarios(kind, variant_env(variant), scale, deadline)
 
 
 def summary(runs: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:

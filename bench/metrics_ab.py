@@ -44,7 +44,13 @@ def cpu_seconds(pid: int) -> float:
 
 
 def one_server(kind: str, metrics_on: bool, scale: float, deadline: float) -> dict[str, Any]:
-    server = start_server(kind, extra_env={"METRICS_ENABLED": "true" if metrics_on else "false"})
+    return three_scenarios(kind, {"METRICS_ENABLED": "true" if metrics_on else "false"}, scale, deadline)
+
+
+def three_scenarios(kind: str, env: dict[str, str], scale: float, deadline: float) -> dict[str, Any]:
+    """client->agent, agent->client and ingress at saturation on a fresh server started with `env`, each with the
+    server's CPU time per unit of work (also used by bench.hardening_ab)."""
+    server = start_server(kind, extra_env=env)
     pid = server.process.pid
 
     def measured(action: Callable[[], dict[str, Any]], units: Callable[[dict[str, Any]], int]) -> dict[str, Any]:
