@@ -84,7 +84,7 @@ async def dispatch_from(sources: list[Source], dispatch: Dispatch) -> None:
             except asyncio.CancelledError:
                 raise
             except BaseException as exc:  # noqa: BLE001 - raised on in the consumer's task
-                if _cancelling():  # the source turned our cancellation into an error of its own: stop all the same
+                if cancelling():  # the source turned our cancellation into an error of its own: stop all the same
                     raise asyncio.CancelledError from exc
                 async with turn:
                     fail(exc)
@@ -115,7 +115,9 @@ async def dispatch_from(sources: list[Source], dispatch: Dispatch) -> None:
         await _stop(pumps)
 
 
-def _cancelling() -> bool:
+def cancelling() -> bool:
+    """Whether the running task has been asked to cancel: for a caller whose await turned that request into an error
+    of its own (redis-py and channels_redis can), and that must stop all the same (also gateway_site.nodes)."""
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
 
@@ -131,6 +133,3 @@ async def _stop(pumps: list[asyncio.Task[None]]) -> None:
             _, pending = await asyncio.wait(pending, timeout=RECANCEL_SECONDS)
         except asyncio.CancelledError:
             pending = {task for task in pending if not task.done()}
-    for task in pumps:  # a pump ends cancelled or after handing its failure on; nothing is left unretrieved
-        if not task.cancelled():
-            task.exception()

@@ -32,6 +32,7 @@ from channels.layers import BaseChannelLayer, get_channel_layer
 from django.conf import settings
 
 from gateway_site import outage
+from gateway_site.dispatch import cancelling
 
 logger = logging.getLogger("gateway.nodes")
 
@@ -69,11 +70,6 @@ def split(address: str) -> tuple[str, str]:
 def elsewhere(node_id: str) -> bool:
     """Whether `node_id` (from an address) names another process."""
     return bool(node_id) and node_id != inbox.node_id
-
-
-def _cancelling() -> bool:
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
 
 
 class NodeInbox:
@@ -159,7 +155,7 @@ class NodeInbox:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the layer is unreachable: keep trying, every message is bounded by its expiry
-                if _cancelling():  # the layer turned our cancellation into an error of its own: stop all the same
+                if cancelling():  # the layer turned our cancellation into an error of its own: stop all the same
                     raise asyncio.CancelledError from exc
                 if outage.unavailable(exc) is None:  # a Redis outage is logged once, by gateway_site.outage
                     logger.warning(
