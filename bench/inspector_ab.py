@@ -1,7 +1,8 @@
 """What the request inspector costs webhook ingress: `python -m bench.inspector_ab [--quick] [--rounds 3]
-[--server daphne] [--out bench/results]`.
+[--server daphne] [--loader auto|wrk|python] [--out bench/results]`.
 
-Runs the ingress scenario of `bench.run` at saturation (32 concurrent senders, 1 KiB JSON bodies) against a fresh
+Runs the ingress scenario of `bench.run` at saturation (32 concurrent senders, 1 KiB JSON bodies; wrk when it is
+installed, like the full run, so the server and not the loader is what saturates) against a fresh
 gateway three ways: recording off (bench/settings_no_inspector.py), recording on for a route that keeps no bodies,
 and recording on for a route with `inspect.capture_bodies`. The three alternate round by round, so drift of the
 machine falls on all of them. For each it records the throughput and the server's CPU time per request (see
@@ -30,7 +31,7 @@ VARIANTS: dict[str, tuple[dict[str, str], dict[str, Any]]] = {
 }
 
 
-def one_server(kind: str, variant: str, scale: float, deadline: float) -> dict[str, float]:
+def one_server(kind: str, variant: str, scale: float, deadline: float, loader: str = "python") -> dict[str, float]:
     env, fields = VARIANTS[variant]
     server = start_server(kind, extra_env=env)
     try:
@@ -43,6 +44,8 @@ def one_server(kind: str, variant: str, scale: float, deadline: float) -> dict[s
             phases=("saturation",),
             route_fields=fields,
             body=BODY,
+            loader=loader,
+            seconds=max(3.0, 10.0 * scale),
         )
         saturation = result["saturation"]
         cpu = (cpu_seconds(server.process.pid) - before) * 1e6 / max(1, int(saturation["samples"]))
@@ -90,8 +93,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a tenth of the load (a smoke run)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--server", default="daphne", choices=("daphne", "uvicorn"))
+    parser.add_argument("--loader", default="auto", choices=("auto", "wrk", "python"))
     parser.add_argument("--out", default="bench/results")
     args = parser.parse_args(argv)
+    loader = run.resolve_loader(args.loader)
     raise_fd_limit()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gateway_site.settings")
     scale, deadline = (0.1, 60.0) if args.quick else (1.0, 120.0)
@@ -99,11 +104,18 @@ def main(argv: list[str] | None = None) -> int:
     for round_number in range(1, args.rounds + 1):
         for variant in VARIANTS:
             print(f"== round {round_number}: {variant}", file=sys.stderr, flush=True)
-            runs[variant].append(one_server(args.server, variant, scale, deadline))
+            runs[variant].append(one_server(args.server, variant, scale, deadline, loader))
     result = summary(runs)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    document = {"server": args.server, "quick": args.quick, "rounds": args.rounds, "summary": result, "runs": runs}
+    document = {
+        "server": args.server,
+        "loader": loader,
+        "quick": args.quick,
+        "rounds": args.rounds,
+        "summary": result,
+        "runs": runs,
+    }
     (out / "inspector_ab.json").write_text(json.dumps(document, indent=2))
     print(table(result))
     return 0

@@ -22,9 +22,9 @@ import logging
 import secrets
 import threading
 import time
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from channels.layers import get_channel_layer
@@ -62,10 +62,19 @@ def is_request_id(value: str) -> bool:
     return value.startswith(REQUEST_ID_PREFIX) and len(tail) == 32 and all(c in "0123456789abcdef" for c in tail)
 
 
+_second_text: tuple[int, str] = (-1, "")  # the last second formatted, reused by the records within it
+
+
 def received_at(unix: float) -> str:
     """RFC 3339 in UTC with milliseconds: `2026-12-04T10:00:00.123Z`."""
-    moment = datetime.fromtimestamp(unix, tz=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    global _second_text
+    millis = int(unix * 1000)
+    second, text = _second_text
+    if millis // 1000 != second:
+        second = millis // 1000
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _second_text = (second, text)
+    return f"{text}.{millis % 1000:03d}Z"
 
 
 def _scrub(text: str, token: str) -> str:
@@ -161,15 +170,12 @@ def build_record(
 
 def response_of(outcome: Outcome) -> dict[str, Any]:
     """A record's `response` for the answer in `outcome` (the recorded headers only)."""
-    return {
-        "status": outcome.status,
-        "headers": {
-            k.decode("latin-1").lower(): v.decode("latin-1")
-            for k, v in outcome.response_headers
-            if _recorded_response_header(k.decode("latin-1").lower())
-        },
-        "body_size": outcome.response_body_size,
-    }
+    headers = {}
+    for raw_name, raw_value in outcome.response_headers:
+        name = raw_name.decode("latin-1").lower()
+        if _recorded_response_header(name):
+            headers[name] = raw_value.decode("latin-1")
+    return {"status": outcome.status, "headers": headers, "body_size": outcome.response_body_size}
 
 
 def replay_body(record: dict[str, Any]) -> bytes | None:
@@ -180,6 +186,15 @@ def replay_body(record: dict[str, Any]) -> bytes | None:
     if record.get("body_size") == 0 and not record.get("body_truncated"):
         return b""
     return None
+
+
+# The size a record counts for against MAX_TOTAL_BYTES: its compact JSON text, ASCII (escaped) so its length in
+# characters is its length in bytes.
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
+
+
+def stored_size(record: dict[str, Any]) -> int:
+    return len(_COMPACT_JSON.encode(record))
 
 
 # -- the store ---------------------------------------------------------------------------------------------------------
@@ -218,7 +233,7 @@ class MemoryRequestLog:
         self._lock = threading.Lock()
 
     async def append(self, route_id: str, record: dict[str, Any]) -> None:
-        size = len(json.dumps(record, separators=(",", ":")).encode())
+        size = stored_size(record)
         with self._lock:
             records = self._routes.pop(route_id, None) or collections.deque()
             self._routes[route_id] = records  # now the most recently written
@@ -240,7 +255,7 @@ class MemoryRequestLog:
         return self._total
 
     async def update(self, route_id: str, record: dict[str, Any]) -> bool:
-        size = len(json.dumps(record, separators=(",", ":")).encode())
+        size = stored_size(record)
         with self._lock:
             records = self._routes.get(route_id, ())
             for index, (old, old_size) in enumerate(records):
@@ -281,9 +296,32 @@ def events_group(route_id: str) -> str:
     return f"inspect.{route_id}"
 
 
+# The event streams open in this process, per route (weakly held: a stream that is gone never counts). Without shared
+# state they are the only listeners there can be, so a record nobody follows is not announced at all.
+_listeners: dict[str, weakref.WeakSet[Any]] = {}
+
+
+def listen(route_id: str, stream: Any) -> None:
+    _listeners.setdefault(route_id, weakref.WeakSet()).add(stream)
+
+
+def unlisten(route_id: str, stream: Any) -> None:
+    streams = _listeners.get(route_id)
+    if streams is not None:
+        streams.discard(stream)
+        if not streams:
+            del _listeners[route_id]
+
+
+def followed(route_id: str) -> bool:
+    """Whether a record of the route may have a listener: one of this process's streams, or with shared state
+    (STATE_BACKEND=redis) a stream of any process."""
+    return settings.GATEWAY.state_backend == "redis" or bool(_listeners.get(route_id))
+
+
 async def publish(route_id: str, record: dict[str, Any]) -> None:
     layer = get_channel_layer()
-    if layer is not None:
+    if layer is not None and followed(route_id):
         await layer.group_send(events_group(route_id), {"type": "inspector.request", "record": record})
 
 

@@ -17,14 +17,22 @@ HEARTBEAT_SECONDS = 15
 
 class RequestEventsConsumer(SseConsumer):
     stream_kind = "requests"
+    route_id = ""
 
     async def open_stream(self) -> None:
         principal = principal_from_scope(self.scope)
         route_id = await requests.owned_route(principal, self.scope["url_route"]["kwargs"]["route_id"])
+        self.route_id = route_id
+        inspector.listen(route_id, self)
         await self.join_group(inspector.events_group(route_id))
         await self.start_stream(principal.uid)
         await self.write(comment_bytes("connected"))
         self.start_task(self._heartbeat())
+
+    async def leave_groups(self) -> None:
+        if self.route_id:
+            inspector.unlisten(self.route_id, self)
+        await super().leave_groups()
 
     async def inspector_request(self, message: dict[str, Any]) -> None:
         if self.streaming:

@@ -10,6 +10,7 @@ import json
 import re
 
 import pytest
+from django.conf import settings
 
 from gateway_site.asgi import application
 from tests.relay_helpers import Stream, bearer, token_for
@@ -176,21 +177,65 @@ async def test_endpoint_errors(setup):
 
 
 async def test_events_stream(setup):
+    """Records are announced to the route's open streams. Without shared state a process announces only the records of
+    routes one of its own streams follows, and a stream that ends stops counting (nothing is kept for it)."""
     http = setup
     created, socket, path = await live_route(http)
     route_id = created["route"]["route_id"]
+    shared = settings.GATEWAY.state_backend == "redis"
+    assert inspector.followed(route_id) is shared
     denied = Stream(application, f"{BASE}/{route_id}/requests/events", token_for("other-2"))
     assert await denied.open() == 404
+    assert inspector.followed(route_id) is shared
     stream = Stream(application, f"{BASE}/{route_id}/requests/events", OWNER)
     assert await stream.open() == 200
     await stream.read_until(b":connected\n\n")
+    assert inspector.followed(route_id)
     await webhook(http, socket, path, content=b"hello")
     event = (await stream.read_until(b"\n\n")).decode()
     assert event.startswith("event: request\ndata: ")
     record = json.loads(event.split("data: ", 1)[1])
     assert record == (await records(http, route_id))[0]
     await stream.close()
+    assert inspector.followed(route_id) is shared
+    assert route_id not in inspector._listeners
     await socket.close()
+
+
+@pytest.mark.memory_only
+async def test_unfollowed_records_are_not_announced(setup, monkeypatch):
+    """In one process, a record of a route no stream follows costs no channel-layer message."""
+    from channels.layers import get_channel_layer
+
+    http = setup
+    created, socket, path = await live_route(http)
+    route_id = created["route"]["route_id"]
+    layer = get_channel_layer()
+    announced: list[str] = []
+    group_send = layer.group_send
+
+    async def counting(group, message):
+        announced.append(group)
+        await group_send(group, message)
+
+    monkeypatch.setattr(layer, "group_send", counting)
+    await webhook(http, socket, path, content=b"nobody listens")
+    assert len(await records(http, route_id)) == 1
+    assert inspector.events_group(route_id) not in announced
+    stream = Stream(application, f"{BASE}/{route_id}/requests/events", OWNER)
+    assert await stream.open() == 200
+    await stream.read_until(b":connected\n\n")
+    await webhook(http, socket, path, content=b"one stream listens")
+    await stream.read_until(b"event: request\n")
+    assert announced.count(inspector.events_group(route_id)) == 1
+    await stream.close()
+    await socket.close()
+
+
+def test_received_at_is_rfc3339_utc_with_milliseconds():
+    assert inspector.received_at(0.0) == "1970-01-01T00:00:00.000Z"
+    assert inspector.received_at(1.9995) == "1970-01-01T00:00:01.999Z"
+    assert inspector.received_at(1796378400.25) == "2026-12-04T10:00:00.250Z"
 
 
 async def test_replay(setup):
