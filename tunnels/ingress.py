@@ -236,7 +236,8 @@ async def _record(scope: dict[str, Any], token: str, route: services.IngressRout
     """Record the webhook for its route's inspector (docs/protocol/webhooks.md §2), after its answer went out; a
     failure is logged (without the request) and changes nothing for the sender."""
     declared = asgi_http.header(scope, b"content-length") or ""
-    record = inspector.build_record(
+    # Taken now and built when first read (inspector.Pending), except a buffered webhook's: its delivery updates it.
+    pending = inspector.Pending(
         method=scope["method"],
         query=(scope.get("query_string") or b"").decode("latin-1"),
         headers=inspector.record_headers(
@@ -247,9 +248,10 @@ async def _record(scope: dict[str, Any], token: str, route: services.IngressRout
         capture_bodies=route.capture_bodies,
         token=token,
     )
+    record = pending.build() if outcome.buffered else pending
     try:
         await inspector.save(route.route_id, record)
-        if outcome.buffered:
+        if isinstance(record, dict) and outcome.buffered:
             await _buffering().record_saved(route.route_id, record)
     except Exception as exc:
         if outage.unavailable(exc) is None:

@@ -129,6 +129,105 @@ def _recorded_response_header(name: str) -> bool:
     return name not in _UNRECORDED_RESPONSE_HEADERS and not name.startswith("access-control-")
 
 
+class Pending:
+    """A record of docs/protocol/webhooks.md §2 taken but not built: what `build` needs, taken at once (headers already
+    redacted, the body kept only when the route captures it), so that a record nobody reads costs little more than
+    this object. The memory store keeps it until the record is first read (`MemoryRequestLog`)."""
+
+    __slots__ = (
+        "request_id",
+        "started",
+        "method",
+        "query",
+        "headers",
+        "body_size",
+        "kept_body",
+        "body_truncated",
+        "verified",
+        "delivery",
+        "status",
+        "duration_ms",
+        "response_headers",
+        "response_body_size",
+        "replay_of",
+    )
+
+    def __init__(
+        self,
+        *,
+        method: str,
+        query: str,
+        headers: dict[str, str],
+        declared_size: int,
+        outcome: Outcome,
+        capture_bodies: bool,
+        token: str = "",
+        replay_of: str | None = None,
+    ) -> None:
+        body = outcome.body
+        self.request_id = outcome.record_id or new_request_id()
+        self.started = outcome.started
+        self.method = method
+        self.query = _scrub(query, token)  # the route token is scrubbed now, never kept
+        self.headers = headers
+        self.body_size = len(body) if body is not None else declared_size
+        captured = body if capture_bodies else None
+        self.body_truncated = captured is not None and len(captured) > MAX_BODY_BYTES
+        # A captured body has the route token replaced like the rest (a GitHub `ping` carries the hook's URL).
+        self.kept_body = _scrub_bytes(captured, token) if captured is not None and not self.body_truncated else None
+        self.verified = outcome.verified
+        self.delivery = "buffered" if outcome.buffered else "live" if outcome.answered else "rejected"
+        self.status = outcome.status
+        self.duration_ms = max(0, round((time.monotonic() - outcome.clock) * 1000))
+        self.response_headers = outcome.response_headers
+        self.response_body_size = outcome.response_body_size
+        self.replay_of = replay_of
+
+    def size_hint(self) -> int:
+        """About the size of the built record's JSON text, from its parts (exact once built: `stored_size`)."""
+        size = _RECORD_BASE_SIZE + len(self.query)
+        for name, value in self.headers.items():
+            size += len(name) + len(value) + 6
+        for raw_name, raw_value in self.response_headers:
+            size += len(raw_name) + len(raw_value) + 6
+        if self.kept_body is not None:
+            size += (len(self.kept_body) + 2) // 3 * 4 + 16
+        return size
+
+    def build(self) -> dict[str, Any]:
+        """The record; `body_size` is the size that arrived."""
+        record: dict[str, Any] = {
+            "request_id": self.request_id,
+            "received_at": received_at(self.started),
+            "method": self.method,
+            "query": self.query,
+            "headers": self.headers,
+            "body_size": self.body_size,
+        }
+        if self.kept_body is not None:
+            record["body_base64"] = base64.b64encode(self.kept_body).decode()
+        elif self.body_truncated:
+            record["body_truncated"] = True
+        record.update(
+            verified=self.verified,
+            delivery=self.delivery,
+            status=self.status,
+            duration_ms=self.duration_ms,
+            response=_response(self.status, self.response_headers, self.response_body_size),
+            replay_of=self.replay_of,
+        )
+        return record
+
+
+# What a record's JSON text takes besides its query, headers and body (its keys, id, time, numbers; generous).
+_RECORD_BASE_SIZE = 320
+
+
+def _scrub_bytes(body: bytes, token: str) -> bytes:
+    secret = token.encode()
+    return body.replace(secret, REDACTED.encode()) if secret and secret in body else body
+
+
 def build_record(
     *,
     method: str,
@@ -140,42 +239,31 @@ def build_record(
     token: str = "",
     replay_of: str | None = None,
 ) -> dict[str, Any]:
-    """One record of docs/protocol/webhooks.md §2. A captured body has the route token replaced like the rest (a
-    GitHub `ping` carries the hook's URL); `body_size` is the size that arrived."""
-    body = outcome.body
-    record: dict[str, Any] = {
-        "request_id": outcome.record_id or new_request_id(),
-        "received_at": received_at(outcome.started),
-        "method": method,
-        "query": _scrub(query, token),
-        "headers": headers,
-        "body_size": len(body) if body is not None else declared_size,
-    }
-    if body is not None and capture_bodies:
-        if len(body) <= MAX_BODY_BYTES:
-            kept = body.replace(token.encode(), REDACTED.encode()) if token else body
-            record["body_base64"] = base64.b64encode(kept).decode()
-        else:
-            record["body_truncated"] = True
-    record.update(
-        verified=outcome.verified,
-        delivery="buffered" if outcome.buffered else "live" if outcome.answered else "rejected",
-        status=outcome.status,
-        duration_ms=max(0, round((time.monotonic() - outcome.clock) * 1000)),
-        response=response_of(outcome),
+    """One record of docs/protocol/webhooks.md §2, built now."""
+    return Pending(
+        method=method,
+        query=query,
+        headers=headers,
+        declared_size=declared_size,
+        outcome=outcome,
+        capture_bodies=capture_bodies,
+        token=token,
         replay_of=replay_of,
-    )
-    return record
+    ).build()
 
 
 def response_of(outcome: Outcome) -> dict[str, Any]:
     """A record's `response` for the answer in `outcome` (the recorded headers only)."""
+    return _response(outcome.status, outcome.response_headers, outcome.response_body_size)
+
+
+def _response(status: int, raw_headers: list[tuple[bytes, bytes]], body_size: int) -> dict[str, Any]:
     headers = {}
-    for raw_name, raw_value in outcome.response_headers:
+    for raw_name, raw_value in raw_headers:
         name = raw_name.decode("latin-1").lower()
         if _recorded_response_header(name):
             headers[name] = raw_value.decode("latin-1")
-    return {"status": outcome.status, "headers": headers, "body_size": outcome.response_body_size}
+    return {"status": status, "headers": headers, "body_size": body_size}
 
 
 def replay_body(record: dict[str, Any]) -> bytes | None:
@@ -220,20 +308,25 @@ class RequestLog(Protocol):
         ...
 
 
+def _request_id(record: dict[str, Any] | Pending) -> str:
+    return record.request_id if isinstance(record, Pending) else record["request_id"]
+
+
 class MemoryRequestLog:
-    """Records in this process: per route a bounded deque, routes ordered by their last write."""
+    """Records in this process: per route a bounded deque, routes ordered by their last write. A record can arrive
+    `Pending`: it is built when it is first read, and counts for its `size_hint` until then, its exact size after."""
 
     def __init__(self, *, max_records: int = MAX_RECORDS, max_total_bytes: int = MAX_TOTAL_BYTES) -> None:
         self.max_records = max_records
         self.max_total_bytes = max_total_bytes
         self._total = 0
-        self._routes: collections.OrderedDict[str, collections.deque[tuple[dict[str, Any], int]]] = (
+        self._routes: collections.OrderedDict[str, collections.deque[tuple[dict[str, Any] | Pending, int]]] = (
             collections.OrderedDict()
         )
         self._lock = threading.Lock()
 
-    async def append(self, route_id: str, record: dict[str, Any]) -> None:
-        size = stored_size(record)
+    async def append(self, route_id: str, record: dict[str, Any] | Pending) -> None:
+        size = record.size_hint() if isinstance(record, Pending) else stored_size(record)
         with self._lock:
             records = self._routes.pop(route_id, None) or collections.deque()
             self._routes[route_id] = records  # now the most recently written
@@ -247,9 +340,22 @@ class MemoryRequestLog:
                     break
                 self._total -= sum(s for _, s in self._routes.pop(oldest))
 
+    def _built(self, records: collections.deque[tuple[dict[str, Any] | Pending, int]], index: int) -> dict[str, Any]:
+        """The record at `index`, built (and kept built) if it was pending; called with the lock held."""
+        record, size = records[index]
+        if isinstance(record, Pending):
+            record = record.build()
+            exact = stored_size(record)
+            records[index] = (record, exact)
+            self._total += exact - size
+        return record
+
     async def recent(self, route_id: str, limit: int) -> list[dict[str, Any]]:
         with self._lock:
-            return [record for record, _ in list(self._routes.get(route_id, ()))[:limit]]
+            records = self._routes.get(route_id)
+            if records is None:
+                return []
+            return [self._built(records, index) for index in range(min(limit, len(records)))]
 
     async def stored_bytes(self) -> int:
         return self._total
@@ -259,7 +365,7 @@ class MemoryRequestLog:
         with self._lock:
             records = self._routes.get(route_id, ())
             for index, (old, old_size) in enumerate(records):
-                if old["request_id"] == record["request_id"]:
+                if _request_id(old) == record["request_id"]:
                     records[index] = (record, size)  # type: ignore[index]
                     self._total += size - old_size
                     return True
@@ -271,9 +377,10 @@ class MemoryRequestLog:
 
     async def get(self, route_id: str, request_id: str) -> dict[str, Any] | None:
         with self._lock:
-            for record, _ in self._routes.get(route_id, ()):
-                if record["request_id"] == request_id:
-                    return record
+            records = self._routes.get(route_id)
+            for index, (record, _) in enumerate(records or ()):
+                if _request_id(record) == request_id:
+                    return self._built(records, index)  # type: ignore[arg-type]
         return None
 
 
@@ -325,9 +432,18 @@ async def publish(route_id: str, record: dict[str, Any]) -> None:
         await layer.group_send(events_group(route_id), {"type": "inspector.request", "record": record})
 
 
-async def save(route_id: str, record: dict[str, Any]) -> None:
-    await request_log().append(route_id, record)
+async def save(route_id: str, record: dict[str, Any] | Pending) -> dict[str, Any] | None:
+    """Store the record and announce it. A `Pending` one is built now only when something needs it at once (a store
+    outside this process, or a listener); returns the record when it is built, None when it waits in memory."""
+    log = request_log()
+    if isinstance(record, Pending):
+        if isinstance(log, MemoryRequestLog) and not followed(route_id):
+            await log.append(route_id, record)
+            return None
+        record = record.build()
+    await log.append(route_id, record)
     await publish(route_id, record)
+    return record
 
 
 async def update(route_id: str, record: dict[str, Any]) -> None:

@@ -211,6 +211,7 @@ async def test_unfollowed_records_are_not_announced(setup, monkeypatch):
     created, socket, path = await live_route(http)
     route_id = created["route"]["route_id"]
     layer = get_channel_layer()
+    assert layer is not None
     announced: list[str] = []
     group_send = layer.group_send
 
