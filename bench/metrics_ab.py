@@ -67,9 +67,7 @@ def three_scenarios(kind: str, env: dict[str, str], scale: float, deadline: floa
                 lambda r: int(r["received"]),
             ),
             "agent_to_client": measured(
-                lambda: run.agent_to_client(
-                    base, False, frames=int(10000 * scale), rate=0, sessions=20, subscribers=1, deadline=deadline
-                ),
+                lambda: run.a2c_saturation(base, False, scale=scale, deadline=deadline),
                 lambda r: int(r["delivered"]),
             ),
             "ingress": measured(

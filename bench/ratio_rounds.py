@@ -28,16 +28,7 @@ def one(kind: str, app: str, scenario: str, scale: float, deadline: float, loade
     server = start_server(kind, app=app)
     try:
         if scenario == "a2c":
-            result = run.agent_to_client(
-                server.url,
-                baseline,
-                frames=int(10000 * scale),
-                rate=0,
-                sessions=20,
-                subscribers=1,
-                deadline=deadline,
-            )
-            return float(result["deliveries_per_s"])
+            return float(run.a2c_saturation(server.url, baseline, scale=scale, deadline=deadline)["deliveries_per_s"])
         if loader == "wrk":
             result = run.client_to_agent_wrk(server.url, baseline, seconds=10.0 * scale, deadline=deadline)
         else:

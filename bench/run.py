@@ -444,6 +444,23 @@ def ingress(
     return results
 
 
+def a2c_saturation(
+    base: str, baseline: bool, *, scale: float, deadline: float, agent_base: str | None = None
+) -> dict[str, Any]:
+    """Measurement 2 at saturation, as every benchmark runs it: 10,000 frames (times `scale`) over 20 sessions with
+    one reader each."""
+    return agent_to_client(
+        base,
+        baseline,
+        frames=int(10000 * scale),
+        rate=0,
+        sessions=20,
+        subscribers=1,
+        deadline=deadline,
+        agent_base=agent_base,
+    )
+
+
 def resolve_loader(loader: str) -> str:
     """`auto` is wrk when it is installed, else the Python workers."""
     if loader == "auto":
@@ -493,9 +510,7 @@ def run_server(
         results["agent_to_client"] = {
             "saturation": timed(
                 "agent->client saturation",
-                lambda: agent_to_client(
-                    base, False, frames=int(10000 * scale), rate=0, sessions=20, subscribers=1, deadline=deadline
-                ),
+                lambda: a2c_saturation(base, False, scale=scale, deadline=deadline),
             ),
             "at_1000_per_s": timed(
                 "agent->client 1000/s",
@@ -539,9 +554,7 @@ def run_server(
             "client_to_agent": timed("baseline client->agent", lambda: c2a_saturation(base, True)),
             "agent_to_client": timed(
                 "baseline agent->client",
-                lambda: agent_to_client(
-                    base, True, frames=int(10000 * scale), rate=0, sessions=20, subscribers=1, deadline=deadline
-                ),
+                lambda: a2c_saturation(base, True, scale=scale, deadline=deadline),
             ),
         }
         if loader == "wrk":

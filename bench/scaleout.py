@@ -87,16 +87,7 @@ def measure(client_base: str, agent_base: str, scale: float, deadline: float, la
     a2c = {
         "saturation": timed(
             "agent->client saturation",
-            lambda: run.agent_to_client(
-                client_base,
-                False,
-                frames=int(10000 * scale),
-                rate=0,
-                sessions=20,
-                subscribers=1,
-                deadline=deadline,
-                agent_base=agent_base,
-            ),
+            lambda: run.a2c_saturation(client_base, False, scale=scale, deadline=deadline, agent_base=agent_base),
         ),
         "at_1000_per_s": timed(
             "agent->client 1000/s",

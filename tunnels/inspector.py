@@ -36,7 +36,7 @@ logger = logging.getLogger("gateway.tunnels")
 
 REDACTED = "[redacted]"
 # Credentials and the signature headers of docs/protocol/webhooks.md §1; a route's own `hmac_sha256` header is added
-# per record (`build_record(signature_header=…)`).
+# per record (`record_headers(signature_header=…)`).
 SECRET_HEADERS = frozenset(
     {
         "authorization",
@@ -226,30 +226,6 @@ _RECORD_BASE_SIZE = 320
 def _scrub_bytes(body: bytes, token: str) -> bytes:
     secret = token.encode()
     return body.replace(secret, REDACTED.encode()) if secret and secret in body else body
-
-
-def build_record(
-    *,
-    method: str,
-    query: str,
-    headers: dict[str, str],
-    declared_size: int,
-    outcome: Outcome,
-    capture_bodies: bool,
-    token: str = "",
-    replay_of: str | None = None,
-) -> dict[str, Any]:
-    """One record of docs/protocol/webhooks.md §2, built now."""
-    return Pending(
-        method=method,
-        query=query,
-        headers=headers,
-        declared_size=declared_size,
-        outcome=outcome,
-        capture_bodies=capture_bodies,
-        token=token,
-        replay_of=replay_of,
-    ).build()
 
 
 def response_of(outcome: Outcome) -> dict[str, Any]:

@@ -101,7 +101,7 @@ async def replay(principal: Principal, route_id: str, request_id: str) -> dict[s
         outcome.see(message)
 
     outcome.answered = await ingress.deliver(capture, scope, route, target, body)
-    record = inspector.build_record(
+    record = inspector.Pending(
         method=original["method"],
         query=original["query"],
         headers=original["headers"],
@@ -109,6 +109,6 @@ async def replay(principal: Principal, route_id: str, request_id: str) -> dict[s
         outcome=outcome,
         capture_bodies=route.capture_bodies,
         replay_of=original["request_id"],
-    )
+    ).build()
     await inspector.save(route_id, record)
     return record

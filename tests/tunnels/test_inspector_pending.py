@@ -37,28 +37,24 @@ def pending(answer: Outcome, *, capture: bool, query: str = f"t={TOKEN}") -> Pen
     )
 
 
-def test_a_pending_record_builds_what_build_record_gives():
+def test_a_pending_record_builds_the_redacted_record():
     for capture in (False, True):
         answer = outcome()
         answer.record_id = inspector.new_request_id()
-        eager = inspector.build_record(
-            method="POST",
-            query=f"t={TOKEN}",
-            headers=inspector.record_headers(RAW_HEADERS, token=TOKEN),
-            declared_size=0,
-            outcome=answer,
-            capture_bodies=capture,
-            token=TOKEN,
-        )
-        later = pending(answer, capture=capture).build()
-        assert later == eager
-        assert later["query"] == "t=[redacted]" and later["headers"]["authorization"] == "[redacted]"
-        assert later["headers"]["x-forwarded-uri"] == "/integrations/rt_1/[redacted]"
-        assert later["response"] == {"status": 200, "headers": {"content-type": "text/plain"}, "body_size": 2}
+        record = pending(answer, capture=capture).build()
+        assert record["request_id"] == answer.record_id
+        assert record["received_at"] == inspector.received_at(answer.started)
+        assert (record["method"], record["delivery"], record["status"]) == ("POST", "live", 200)
+        assert record["body_size"] == len(answer.body or b"") and record["verified"] is None
+        assert record["query"] == "t=[redacted]" and record["headers"]["authorization"] == "[redacted]"
+        assert record["headers"]["x-forwarded-uri"] == "/integrations/rt_1/[redacted]"
+        assert record["response"] == {"status": 200, "headers": {"content-type": "text/plain"}, "body_size": 2}
+        assert record["replay_of"] is None
         if capture:
-            assert TOKEN.encode() not in base64.b64decode(later["body_base64"])
+            kept = (answer.body or b"").replace(TOKEN.encode(), b"[redacted]")
+            assert base64.b64decode(record["body_base64"]) == kept
         else:
-            assert "body_base64" not in later
+            assert "body_base64" not in record
 
 
 def test_a_pending_record_keeps_neither_the_token_nor_an_uncaptured_body():
