@@ -248,11 +248,11 @@ async def _record(scope: dict[str, Any], token: str, route: services.IngressRout
         capture_bodies=route.capture_bodies,
         token=token,
     )
-    record = pending.build() if outcome.buffered else pending
+    built = pending.build() if outcome.buffered else None
     try:
-        await inspector.save(route.route_id, record)
-        if isinstance(record, dict) and outcome.buffered:
-            await _buffering().record_saved(route.route_id, record)
+        await inspector.save(route.route_id, built or pending)
+        if built is not None:
+            await _buffering().record_saved(route.route_id, built)
     except Exception as exc:
         if outage.unavailable(exc) is None:
             logger.warning("webhook not recorded", exc_info=True, extra={"fields": {"route_id": route.route_id}})

@@ -408,18 +408,17 @@ async def publish(route_id: str, record: dict[str, Any]) -> None:
         await layer.group_send(events_group(route_id), {"type": "inspector.request", "record": record})
 
 
-async def save(route_id: str, record: dict[str, Any] | Pending) -> dict[str, Any] | None:
+async def save(route_id: str, record: dict[str, Any] | Pending) -> None:
     """Store the record and announce it. A `Pending` one is built now only when something needs it at once (a store
-    outside this process, or a listener); returns the record when it is built, None when it waits in memory."""
+    outside this process, or a listener); otherwise it waits in memory until it is first read."""
     log = request_log()
     if isinstance(record, Pending):
         if isinstance(log, MemoryRequestLog) and not followed(route_id):
             await log.append(route_id, record)
-            return None
+            return
         record = record.build()
     await log.append(route_id, record)
     await publish(route_id, record)
-    return record
 
 
 async def update(route_id: str, record: dict[str, Any]) -> None:
